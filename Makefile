@@ -1,0 +1,74 @@
+# Two commands for a fresh machine:  make run   and   make test
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+RASA := $(VENV)/bin/rasa
+MODEL := models/clinic.tar.gz
+export PYTHONPATH := $(CURDIR)
+export RASA_TELEMETRY_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 3
+export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+export PYTHONWARNINGS := ignore
+
+TRAINING_INPUTS := config.yml domain.yml $(wildcard data/nlu/*.yml data/stories/*.yml data/rules/*.yml) \
+	$(wildcard bot/components/*.py) bot/triage.py bot/procedures.py knowledge/triage_rules.yml knowledge/procedures.yml
+
+.PHONY: help setup setup-test run shell test bench lint validate model staff-user lock clean
+
+help:
+	@echo "make run         set up, train if needed, start the bot, the website demo and the staff review app"
+	@echo "make test        set up and run every check (lint, data validation, unit, e2e, browser, accuracy)"
+	@echo "make shell       chat with the bot in this terminal"
+	@echo "make bench       print accuracy, latency, memory and timing figures"
+	@echo "make staff-user  create a staff account for the review app (USERNAME=...)"
+
+$(VENV)/.lock-installed: requirements.lock scripts/setup.sh
+	@bash scripts/setup.sh
+
+setup: $(VENV)/.lock-installed
+
+# Browser (Debian chromium), website widget packages (npm) and a PostgreSQL for the review tests.
+setup-test: setup
+	@bash scripts/setup_test_deps.sh
+
+$(MODEL): $(VENV)/.lock-installed $(TRAINING_INPUTS)
+	@mkdir -p models
+	$(RASA) train --fixed-model-name clinic --out models --quiet
+	@touch $(MODEL)
+
+model: $(MODEL)
+
+run: setup $(MODEL)
+	@bash scripts/setup_web_deps.sh
+	@bash scripts/run.sh
+
+shell: setup $(MODEL)
+	@bash scripts/run.sh shell
+
+validate: setup
+	$(RASA) data validate --fail-on-warnings --quiet
+
+lint: setup
+	$(VENV)/bin/ruff check bot actions tests scripts
+
+test: setup-test $(MODEL)
+	@bash scripts/test.sh
+
+bench: setup-test $(MODEL)
+	$(PY) scripts/bench.py
+
+staff-user: setup
+	$(PY) -m bot.review create-user $(USERNAME)
+
+# Re-pin every package after editing requirements.in (needs network to PyPI).
+lock: setup
+	rm -rf /tmp/lock-venv && $(PY) -m venv /tmp/lock-venv
+	/tmp/lock-venv/bin/pip install --quiet "pip<24.1" && /tmp/lock-venv/bin/pip install --quiet -r requirements.in
+	/tmp/lock-venv/bin/pip check
+	(echo "# Every Python package, pinned. Regenerate with \`make lock\` after changing requirements.in."; \
+	 /tmp/lock-venv/bin/pip freeze) > requirements.lock
+
+clean:
+	rm -rf models results artifacts .pytest_cache

@@ -1,0 +1,1 @@
+"""Spine-clinic patient assistant: shared code for the Rasa process, the action server and staff tools."""

@@ -1,0 +1,1 @@
+"""Input channels: REST (integrations, evaluation), socket.io (website), Twilio SMS."""

@@ -1,0 +1,94 @@
+"""Every patient message gets a reply.
+
+Rasa stays silent when a custom action fails (action server down) and waits up to five
+minutes for a slow one. `guard_handler` wraps a channel's `on_new_message` so the patient
+gets a safe message with the clinic's number instead of silence, and blank messages get
+a prompt instead of a trip through the model. Processing is never cancelled: a late answer
+is still stored in the tracker, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rasa.core.channels.channel import OutputChannel, UserMessage
+
+from bot.settings import fill_placeholders
+
+logger = logging.getLogger(__name__)
+
+SAFE_REPLY = (
+    "Sorry, I can't answer that right now. Please call {clinic_name} at {clinic_phone} "
+    "({clinic_hours}). If you think you have an emergency, call {emergency_number} now."
+)
+EMPTY_REPLY = "I didn't get a message. Please type your question about your nerve root injection."
+DEFAULT_REPLY_TIMEOUT_S = 10.0
+MAX_MESSAGE_CHARS = 20_000
+
+Handler = Callable[[UserMessage], Awaitable[Any]]
+
+
+def reply_timeout() -> float:
+    """Seconds to wait for the bot before sending the safe reply (env BOT_REPLY_TIMEOUT_S)."""
+    try:
+        return max(0.5, float(os.environ.get("BOT_REPLY_TIMEOUT_S", DEFAULT_REPLY_TIMEOUT_S)))
+    except ValueError:
+        return DEFAULT_REPLY_TIMEOUT_S
+
+
+def safe_reply_text() -> str:
+    return fill_placeholders(SAFE_REPLY)
+
+
+class CountingOutputChannel(OutputChannel):
+    """Passes messages through to the real channel and counts them."""
+
+    def __init__(self, inner: OutputChannel) -> None:
+        self.inner = inner
+        self.sent = 0
+
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name()
+
+    async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
+        self.sent += 1
+        await self.inner.send_response(recipient_id, message)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.inner, attribute)
+
+
+def is_blank(text: Any) -> bool:
+    return not isinstance(text, str) or not text.strip()
+
+
+def guard_handler(on_new_message: Handler, timeout_s: float | None = None) -> Handler:
+    """Wrap a channel's message handler so every patient message gets some reply."""
+
+    async def guarded(message: UserMessage) -> None:
+        recipient = message.sender_id
+        if is_blank(message.text):
+            await message.output_channel.send_response(recipient, {"text": EMPTY_REPLY})
+            return
+        if len(message.text) > MAX_MESSAGE_CHARS:
+            message.text = message.text[:MAX_MESSAGE_CHARS]
+        counter = CountingOutputChannel(message.output_channel)
+        message.output_channel = counter
+        task = asyncio.ensure_future(on_new_message(message))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=timeout_s or reply_timeout())
+        except asyncio.TimeoutError:
+            logger.warning("Bot reply took too long; sent the safe reply (processing continues).")
+            if counter.sent == 0:
+                await counter.inner.send_response(recipient, {"text": safe_reply_text()})
+            return
+        except Exception:  # the patient must still get an answer
+            logger.exception("Handling a message failed; sent the safe reply.")
+        if counter.sent == 0:
+            await counter.inner.send_response(recipient, {"text": safe_reply_text()})
+
+    return guarded

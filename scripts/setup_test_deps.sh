@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Test-only dependencies: Debian's Chromium + ChromeDriver for the browser tests, and the widget's npm packages.
+# (PostgreSQL for the review tests is found or started by scripts/ensure_postgres.sh when the tests run.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Debian chromium + chromium-driver for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "ERROR: browser tests need Debian's chromium: sudo apt-get install chromium chromium-driver" >&2
+    exit 1
+  fi
+fi
+bash scripts/setup_web_deps.sh

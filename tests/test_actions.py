@@ -1,0 +1,114 @@
+"""Custom actions, run directly with CollectingDispatcher and Tracker.from_dict (as in rasa-demo)."""
+
+from __future__ import annotations
+
+import pytest
+from rasa_sdk import Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.actions import ActionAnswerTopic, ActionFallbackAnswer
+from bot.knowledge import knowledge_base
+from bot.settings import clinic_settings
+
+
+def make_tracker(intent: str, text: str = "question", slots: dict | None = None, channel: str = "rest") -> Tracker:
+    return Tracker.from_dict(
+        {
+            "sender_id": "test-patient",
+            "slots": slots or {},
+            "latest_message": {"text": text, "intent": {"name": intent, "confidence": 0.9}, "entities": []},
+            "events": [{"event": "user", "text": text, "input_channel": channel, "parse_data": {"intent": {"name": intent}}}],
+            "latest_input_channel": channel,
+            "paused": False,
+            "followup_action": None,
+            "active_loop": {},
+            "latest_action_name": "action_listen",
+        }
+    )
+
+
+def run(action, tracker: Tracker) -> tuple[list[str], list]:
+    dispatcher = CollectingDispatcher()
+    events = action.run(dispatcher, tracker, {})
+    return [m.get("text") or m.get("response") for m in dispatcher.messages], events
+
+
+@pytest.mark.parametrize("entry", knowledge_base().entries, ids=lambda e: e.id)
+def test_every_topic_is_answered_from_its_entry(entry):
+    intent = entry.intents[0]
+    texts, events = run(ActionAnswerTopic(), make_tracker(intent))
+    assert len(texts) == 1 and texts[0]
+    assert events == [SlotSet("last_topic", entry.id)]
+    expected = entry.answers["general"].web if "general" in entry.answers else entry.answers["lumbar"].web
+    first_sentence = expected.split(".")[0].split("{")[0]
+    assert first_sentence[:30] in texts[0]
+    assert "{clinic" not in texts[0]
+
+
+def test_known_procedure_gets_its_own_variant():
+    entry = next(e for e in knowledge_base().entries if e.differs_by_procedure)
+    lumbar, _ = run(ActionAnswerTopic(), make_tracker(entry.intents[0], slots={"procedure": "lumbar"}))
+    cervical, _ = run(ActionAnswerTopic(), make_tracker(entry.intents[0], slots={"procedure": "cervical"}))
+    assert lumbar != cervical
+    assert "neck" in cervical[0].lower()
+
+
+def test_unknown_procedure_on_the_web_gets_both_and_on_sms_a_question():
+    entry = next(e for e in knowledge_base().entries if e.differs_by_procedure)
+    web, _ = run(ActionAnswerTopic(), make_tracker(entry.intents[0]))
+    assert "Lower back (lumbar)" in web[0] and "Neck (cervical)" in web[0]
+    sms, events = run(ActionAnswerTopic(), make_tracker(entry.intents[0], channel="sms"))
+    assert "lower back" in sms[0].lower() and "neck" in sms[0].lower() and sms[0].endswith("NECK.")
+    assert events == [SlotSet("last_topic", entry.id)]  # the reply "neck" re-answers this topic
+
+
+def test_sms_gets_the_short_form():
+    entry = next(e for e in knowledge_base().entries if "general" in e.answers and e.answers["general"].sms != e.answers["general"].web)
+    sms, _ = run(ActionAnswerTopic(), make_tracker(entry.intents[0], channel="sms"))
+    assert len(sms[0]) <= 320
+
+
+def test_follow_up_re_answers_last_topic_for_the_other_procedure():
+    entry = next(e for e in knowledge_base().entries if e.differs_by_procedure)
+    texts, events = run(
+        ActionAnswerTopic(),
+        make_tracker("inform_procedure", "what about the neck one?", slots={"procedure": "cervical", "last_topic": entry.id}),
+    )
+    cervical_start = entry.answers["cervical"].web.split(".")[0].split("{")[0]
+    assert cervical_start in texts[0]
+    assert events == [SlotSet("last_topic", entry.id)]
+
+
+def test_follow_up_on_a_shared_answer_says_it_is_the_same():
+    entry = next(e for e in knowledge_base().entries if not e.differs_by_procedure and len(e.answers) == 1)
+    texts, _ = run(
+        ActionAnswerTopic(),
+        make_tracker("inform_procedure", "and for cervical?", slots={"procedure": "cervical", "last_topic": entry.id}),
+    )
+    assert texts[0].startswith("This is the same for the neck (cervical) injection.")
+
+
+def test_procedure_without_earlier_topic_asks_what_they_want_to_know():
+    texts, events = run(ActionAnswerTopic(), make_tracker("inform_procedure", "mine is lumbar", slots={"procedure": "lumbar"}))
+    assert "lower back (lumbar)" in texts[0] and "What would you like to know" in texts[0]
+    assert events == []
+
+
+def test_unknown_intent_falls_back_to_the_clinic_response():
+    texts, events = run(ActionAnswerTopic(), make_tracker("ask_something_new"))
+    assert texts == ["utter_fallback"] and events == []
+
+
+def test_fallback_answers_a_strong_match_only():
+    entry = knowledge_base().entries[3]
+    texts, events = run(ActionFallbackAnswer(), make_tracker("nlu_fallback", entry.examples[0]))
+    assert events == [SlotSet("last_topic", entry.id)]
+    texts, events = run(ActionFallbackAnswer(), make_tracker("nlu_fallback", "purple monkey dishwasher"))
+    assert texts == ["utter_fallback"] and events == []
+
+
+def test_fallback_response_carries_the_clinic_phone(domain):
+    text = domain["responses"]["utter_fallback"][0]["text"]
+    assert "{clinic_phone}" in text
+    assert clinic_settings().clinic_phone
