@@ -9,7 +9,9 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.knowledge import KnowledgeBase, Reply, knowledge_base
+from bot.messages import FALLBACK_REPLY
 from bot.procedures import procedure_vocabulary
+from bot.settings import fill_placeholders
 
 
 def _channel(tracker: Tracker) -> str | None:
@@ -53,7 +55,7 @@ class ActionAnswerTopic(Action):
 
         entry = kb.entry_for_intent(intent)
         if entry is None:
-            dispatcher.utter_message(response="utter_fallback")
+            dispatcher.utter_message(text=fill_placeholders(FALLBACK_REPLY))
             return []
         return _send(dispatcher, kb.reply(entry, procedure, _channel(tracker)))
 
@@ -69,6 +71,6 @@ class ActionFallbackAnswer(Action):
         text = tracker.latest_message.get("text") or ""
         match = kb.strong_fuzzy_match(text)
         if match is None:
-            dispatcher.utter_message(response="utter_fallback")
+            dispatcher.utter_message(text=fill_placeholders(FALLBACK_REPLY))
             return []
         return _send(dispatcher, kb.reply(match.entry, tracker.get_slot("procedure"), _channel(tracker)))

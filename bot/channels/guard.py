@@ -17,15 +17,11 @@ from typing import Any
 
 from rasa.core.channels.channel import OutputChannel, UserMessage
 
+from bot.messages import EMPTY_REPLY, SAFE_REPLY
 from bot.settings import fill_placeholders
 
 logger = logging.getLogger(__name__)
 
-SAFE_REPLY = (
-    "Sorry, I can't answer that right now. Please call {clinic_name} at {clinic_phone} "
-    "({clinic_hours}). If you think you have an emergency, call {emergency_number} now."
-)
-EMPTY_REPLY = "I didn't get a message. Please type your question about your nerve root injection."
 DEFAULT_REPLY_TIMEOUT_S = 10.0
 MAX_MESSAGE_CHARS = 20_000
 
