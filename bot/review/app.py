@@ -1,0 +1,451 @@
+"""The staff review web app (Flask, server-rendered Jinja pages, no JavaScript).
+
+Every page needs a signed-in staff member; forms (login and logout included) carry CSRF tokens;
+patient text is always autoescaped. Conversations are read through a read-only engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from flask import (
+    Flask,
+    Response,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.engine import Engine
+
+from bot.review import accesslog, auth, config, exports
+from bot.review.db import StoreUnavailable, review_engine, tracker_engine
+from bot.review.masking import mask_sender
+from bot.review.queries import (
+    CHANNEL_LABELS,
+    CHANNELS,
+    ConversationStore,
+    Filters,
+    channel_label,
+)
+
+logger = logging.getLogger(__name__)
+
+PER_PAGE = 50
+IDLE_TIMEOUT_S = 30 * 60
+SESSION_LIFETIME = timedelta(hours=12)
+PUBLIC_ENDPOINTS = {"login", "static"}
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+
+@dataclass
+class ReviewContext:
+    store: ConversationStore
+    review_db: Engine
+    tz: tzinfo
+
+
+def _ctx() -> ReviewContext:
+    from flask import current_app
+
+    return current_app.extensions["review"]
+
+
+def _clinic_name() -> str:
+    try:
+        from bot.settings import clinic_settings
+
+        return clinic_settings().clinic_name
+    except Exception:  # noqa: BLE001 - the review app works without clinic settings
+        return "Spine clinic"
+
+
+def create_app(tracker_url: str | None = None, review_url: str | None = None, **overrides: Any) -> Flask:
+    app = Flask(__name__, template_folder="templates", static_folder="static")
+    app.config.update(
+        SECRET_KEY=overrides.pop("SECRET_KEY", None) or config.secret_key(),
+        SESSION_COOKIE_NAME="review_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.env_flag("REVIEW_COOKIE_SECURE", True),
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session (which has its own timeouts)
+        MAX_CONTENT_LENGTH=64 * 1024,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    app.config.update(overrides)
+    if config.env_flag("REVIEW_TRUST_PROXY", False):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
+    tz = config.display_timezone()
+    app.extensions["review"] = ReviewContext(
+        store=ConversationStore(tracker_engine(tracker_url or config.tracker_db_url()), tz),
+        review_db=review_engine(review_url or config.review_db_url()),
+        tz=tz,
+    )
+    CSRFProtect(app)
+    app.jinja_env.autoescape = True
+    clinic = _clinic_name()
+
+    # --- template helpers ----------------------------------------------------------------
+    @app.template_filter("when")
+    def when(value: datetime | float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        if value is None:
+            return ""
+        if isinstance(value, (int, float)):
+            value = datetime.fromtimestamp(value, _ctx().tz)
+        return value.strftime(fmt)
+
+    @app.template_filter("mask")
+    def mask(value: str | None) -> str:
+        return mask_sender(value)
+
+    @app.template_filter("pct")
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{value * 100:.1f}%"
+
+    @app.template_filter("num")
+    def num(value: int | float | None) -> str:
+        return "0" if not value else f"{value:,}"
+
+    @app.context_processor
+    def globals_() -> dict[str, Any]:
+        tz = _ctx().tz
+        return {
+            "clinic_name": clinic,
+            "staff": g.get("user"),
+            "tz_name": getattr(tz, "key", None) or str(tz),
+            "channel_label": channel_label,
+        }
+
+    # --- security ------------------------------------------------------------------------
+    @app.before_request
+    def require_login():
+        g.user = None
+        user_id = session.get("uid")
+        now = time.time()
+        if user_id is not None:
+            seen = float(session.get("seen", 0))
+            user = auth.get_user(_ctx().review_db, int(user_id))
+            if user is None or user.disabled or now - seen > IDLE_TIMEOUT_S:
+                session.clear()
+                if request.endpoint not in PUBLIC_ENDPOINTS:
+                    flash("Your session ended. Please sign in again.", "info")
+            else:
+                g.user = user
+                if now - seen > 60:
+                    session["seen"] = now
+        if g.user is None and request.endpoint not in PUBLIC_ENDPOINTS:
+            if request.endpoint is None:
+                abort(404)
+            target = request.full_path if request.query_string else request.path
+            return redirect(url_for("login", next=target))
+        return None
+
+    @app.after_request
+    def headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+        if request.endpoint != "static":
+            response.headers["Cache-Control"] = "no-store"
+        if app.config["SESSION_COOKIE_SECURE"]:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
+        return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        return render_template("error.html", title="Form expired",
+                               message="The form had expired or was not sent from this site. Please try again."), 400
+
+    @app.errorhandler(StoreUnavailable)
+    def store_unavailable(error: StoreUnavailable):
+        logger.error("Tracker store unavailable: %s", error)
+        return render_template("error.html", title="Conversations unavailable",
+                               message="The conversation store cannot be read right now. "
+                                       "Please try again in a minute or tell the administrator."), 503
+
+    @app.errorhandler(404)
+    def not_found(error):
+        return render_template("error.html", title="Not found",
+                               message="There is no such page or conversation."), 404
+
+    @app.errorhandler(429)
+    def too_many(error):
+        return render_template("error.html", title="Too many attempts", message=str(error.description)), 429
+
+    def client_ip() -> str:
+        return request.remote_addr or "unknown"
+
+    def log(action: str, sender_id: str | None = None, detail: str = "") -> None:
+        accesslog.record(_ctx().review_db, g.user.username, action, sender_id, detail, client_ip())
+
+    # --- sign in / out -------------------------------------------------------------------
+    @app.route("/login", methods=["GET", "POST"])
+    def login():
+        if g.user is not None and request.method == "GET":
+            return redirect(url_for("conversations"))
+        next_url = request.values.get("next", "")
+        if not _safe_next(next_url):
+            next_url = ""
+        error = None
+        status = 200
+        username = ""
+        if request.method == "POST":
+            username = (request.form.get("username") or "").strip()[:64]
+            password = request.form.get("password") or ""
+            result, user = auth.authenticate(_ctx().review_db, username, password, client_ip())
+            if result is auth.LoginResult.LOCKED:
+                error = (f"Too many failed sign-in attempts. Please wait {auth.FAILURE_WINDOW_S // 60} minutes "
+                         "and try again.")
+                status = 429
+            elif result is auth.LoginResult.OK and user is not None:
+                session.clear()
+                session.permanent = True
+                session["uid"] = user.id
+                session["seen"] = time.time()
+                g.user = user
+                log("login")
+                return redirect(next_url or url_for("conversations"))
+            else:
+                error = "Wrong username or password."
+                status = 401
+        return render_template("login.html", error=error, username=username, next_url=next_url), status
+
+    @app.post("/logout")
+    def logout():
+        log("logout")
+        session.clear()
+        flash("You are signed out.", "info")
+        return redirect(url_for("login"))
+
+    # --- conversations -------------------------------------------------------------------
+    @app.get("/")
+    def index():
+        return redirect(url_for("conversations"))
+
+    def filters_from_request() -> Filters:
+        filters, problems = Filters.parse(request.args)
+        for problem in problems:
+            flash(problem, "warning")
+        return filters
+
+    @app.get("/conversations")
+    def conversations():
+        filters = filters_from_request()
+        page_number = _int(request.args.get("page"), 1)
+        page = _ctx().store.list_conversations(filters, page_number, PER_PAGE)
+        log("view_list", detail=f"{filters.describe()}; page {page.page}")
+        params = filters.as_params()
+        return render_template(
+            "conversations.html",
+            page=page,
+            filters=filters,
+            params=params,
+            query=urlencode(params),
+            channels=[(key, CHANNEL_LABELS[value]) for key, value in CHANNELS.items()],
+            page_url=lambda n: url_for("conversations", **params, page=n),
+        )
+
+    @app.route("/conversations/export", methods=["GET", "POST"])
+    def export_list():
+        source = request.args if request.method == "GET" else request.form
+        filters, _ = Filters.parse(source)
+        fmt = _format(source.get("format"))
+        unmask = request.method == "POST" and source.get("unmask") == "1" and source.get("confirm") == "1"
+        if request.method == "POST" and not unmask:
+            flash("To export full phone numbers, tick the confirmation box.", "warning")
+            return redirect(url_for("conversations", **filters.as_params()))
+        rows = list(_ctx().store.iter_conversations(filters))
+        log("export_list_unmasked" if unmask else "export_list",
+            detail=f"{fmt}; {len(rows)} conversations; {filters.describe()}")
+        stamp = datetime.now(_ctx().tz).strftime("%Y%m%d-%H%M")
+        if fmt == "csv":
+            body, mimetype = exports.list_csv(rows, unmask), "text/csv; charset=utf-8"
+        else:
+            body, mimetype = exports.list_json(rows, filters.describe(), unmask), "application/json"
+        return _download(body, mimetype, f"conversations-{stamp}.{fmt}")
+
+    def load_transcript(ref: int):
+        store = _ctx().store
+        sender = store.sender_for_ref(ref)
+        transcript = store.transcript(sender) if sender else None
+        if transcript is None:
+            abort(404)
+        return transcript
+
+    @app.get("/conversations/<int:ref>")
+    def conversation(ref: int):
+        transcript = load_transcript(ref)
+        log("view_conversation", transcript.sender_id, f"conversation {ref}")
+        back = request.args.get("back", "")
+        back_url = url_for("conversations") + ("?" + back if back and _safe_query(back) else "")
+        return render_template("conversation.html", t=transcript, back_url=back_url)
+
+    @app.route("/conversations/<int:ref>/export", methods=["GET", "POST"])
+    def export_conversation(ref: int):
+        source = request.args if request.method == "GET" else request.form
+        fmt = _format(source.get("format"))
+        unmask = request.method == "POST" and source.get("unmask") == "1" and source.get("confirm") == "1"
+        if request.method == "POST" and not unmask:
+            flash("To export the full phone number, tick the confirmation box.", "warning")
+            return redirect(url_for("conversation", ref=ref))
+        transcript = load_transcript(ref)
+        log("export_conversation_unmasked" if unmask else "export_conversation", transcript.sender_id,
+            f"{fmt}; conversation {ref}")
+        if fmt == "csv":
+            body, mimetype = exports.transcript_csv(transcript, unmask), "text/csv; charset=utf-8"
+        else:
+            body, mimetype = exports.transcript_json(transcript, unmask), "application/json"
+        return _download(body, mimetype, f"conversation-{ref}.{fmt}")
+
+    # --- dashboard -----------------------------------------------------------------------
+    @app.get("/dashboard")
+    def dashboard():
+        today = datetime.now(_ctx().tz).date()
+        date_to = _date(request.args.get("to")) or today
+        date_from = _date(request.args.get("from")) or date_to - timedelta(days=29)
+        if date_from > date_to:
+            date_from, date_to = date_to, date_from
+        if (date_to - date_from).days > 366:
+            flash("The dashboard shows at most one year; the start date was moved.", "warning")
+            date_from = date_to - timedelta(days=366)
+        data = _ctx().store.dashboard(date_from, date_to)
+        log("view_dashboard", detail=f"{date_from} to {date_to}")
+        return render_template("dashboard.html", d=data, date_from=date_from, date_to=date_to,
+                               charts=_charts(data))
+
+    # --- access log ----------------------------------------------------------------------
+    @app.get("/access-log")
+    def access_log_page():
+        page_number = _int(request.args.get("page"), 1)
+        user_filter = (request.args.get("user") or "").strip().lower()[:80] or None
+        entries, total = accesslog.read(_ctx().review_db, PER_PAGE, (page_number - 1) * PER_PAGE, user_filter)
+        log("view_access_log", detail=f"page {page_number}" + (f"; user {user_filter}" if user_filter else ""))
+        pages = max(1, -(-total // PER_PAGE))
+        params = {"user": user_filter} if user_filter else {}
+        return render_template("access_log.html", entries=entries, total=total, page=page_number, pages=pages,
+                               user_filter=user_filter or "",
+                               page_url=lambda n: url_for("access_log_page", **params, page=n))
+
+    return app
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _int(raw: str | None, default: int) -> int:
+    try:
+        return max(1, min(int(raw or default), 1_000_000))
+    except ValueError:
+        return default
+
+
+def _date(raw: str | None) -> date | None:
+    try:
+        return date.fromisoformat((raw or "").strip()) if raw else None
+    except ValueError:
+        return None
+
+
+def _format(raw: str | None) -> str:
+    fmt = (raw or "csv").lower()
+    if fmt not in ("csv", "json"):
+        abort(400)
+    return fmt
+
+
+def _safe_next(target: str) -> bool:
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return False
+    parts = urlsplit(target)
+    return not parts.scheme and not parts.netloc
+
+
+def _safe_query(query: str) -> bool:
+    return len(query) < 1000 and "\n" not in query and "\r" not in query
+
+
+def _download(body: str, mimetype: str, filename: str) -> Response:
+    response = Response(body.encode("utf-8"), mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@dataclass
+class Bar:
+    label: str
+    x: float
+    y: float
+    width: float
+    height: float
+    value: int
+    css: str
+
+
+@dataclass
+class Chart:
+    title: str
+    width: int
+    height: int
+    bars: list[Bar]
+    max_value: int
+    ticks: list[tuple[float, str]]
+    legend: list[tuple[str, str]]
+    xlabels: list[tuple[float, str]]
+    left: int
+
+
+def _charts(d) -> dict[str, Chart]:
+    """Bar-chart geometry for the dashboard (drawn as inline SVG by the template)."""
+    width, height, left, bottom = 720, 180, 36, 22
+    plot_w, plot_h = width - left - 8, height - bottom - 10
+    slot = plot_w / max(1, len(d.days))
+
+    def chart(title: str, series: list[tuple[str, dict, str]]) -> Chart:
+        stacked_max = max([sum(values.get(day, 0) for _, values, _ in series) for day in d.days] + [1])
+        bars = []
+        for index, day in enumerate(d.days):
+            base = 0
+            for name, values, css in series:
+                value = int(values.get(day, 0))
+                if not value:
+                    continue
+                bar_h = plot_h * value / stacked_max
+                y = 10 + plot_h - plot_h * (base + value) / stacked_max
+                bars.append(Bar(f"{day.isoformat()}: {value} {name}", left + index * slot + slot * 0.15, y,
+                                max(slot * 0.7, 1), max(bar_h, 1), value, css))
+                base += value
+        ticks = [(10 + plot_h - plot_h * f, f"{round(stacked_max * f):,}") for f in (0, 0.5, 1)]
+        legend = [(name, css) for name, _, css in series] if len(series) > 1 else []
+        step = max(1, round(len(d.days) / 6))
+        xlabels = [(left + index * slot + slot / 2, day.strftime("%b %d")) for index, day in enumerate(d.days)
+                   if index % step == 0]
+        return Chart(title, width, height, bars, stacked_max, ticks, legend, xlabels, left)
+
+    escalation = {level: {day: levels.get(level, 0) for day, levels in d.escalations.items()}
+                  for level in ("emergency", "urgent")}
+    return {
+        "conversations": chart("Conversations per day", [("conversations", d.conversations, "bar-primary")]),
+        "messages": chart("Patient messages per day", [
+            ("answered", {day: d.patient_messages.get(day, 0) - d.unanswered.get(day, 0) for day in d.days},
+             "bar-primary"),
+            ("unanswered", d.unanswered, "bar-muted"),
+        ]),
+        "escalations": chart("Escalations per day", [
+            ("emergency", escalation["emergency"], "bar-emergency"),
+            ("urgent", escalation["urgent"], "bar-urgent"),
+        ]),
+    }
