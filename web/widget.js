@@ -208,7 +208,7 @@
 
     this.launcher = el("button", {
       type: "button", className: "cc-launcher", "aria-expanded": "false", "aria-controls": "cc-panel"
-    }, [svg(ICONS.chat, 22), el("span", { text: "Ask a question" })]);
+    }, [svg(ICONS.chat, 22), this.launcherLabel = el("span", { text: "Ask a question" })]);
 
     this.title = el("h2", { id: "cc-title", className: "cc-title", text: c.title || ("Ask " + c.clinic_name) });
     var subtitle = el("p", { className: "cc-subtitle", text: "Automated assistant for nerve root injection questions" });
@@ -306,7 +306,13 @@
     this.input.style.height = Math.min(this.input.scrollHeight, 132) + "px";
   };
 
+  Widget.prototype.setUnread = function (unread) {
+    this.launcherLabel.textContent = unread ? "New reply: open chat" : "Ask a question";
+    this.launcher.classList.toggle("cc-unread", unread);
+  };
+
   Widget.prototype.open = function (focus) {
+    this.setUnread(false);
     this.panel.hidden = false;
     this.launcher.setAttribute("aria-expanded", "true");
     this.launcher.hidden = true;
@@ -340,7 +346,8 @@
   };
 
   Widget.prototype.scrollToEnd = function () {
-    this.log.scrollTop = this.log.scrollHeight;
+    // an empty conversation shows the greeting from its start
+    this.log.scrollTop = this.state.messages.length ? this.log.scrollHeight : 0;
   };
 
   Widget.prototype.updateSuggestions = function () {
@@ -380,7 +387,7 @@
           [svg(ICONS.phone, 18), "Call " + c.emergency_number]));
       }
       actions.appendChild(el("a", { className: "cc-call" + (emergency ? "" : " cc-call-primary"), href: telHref(c.clinic_phone) },
-        [svg(ICONS.phone, 18), "Call the clinic " + c.clinic_phone]));
+        [svg(ICONS.phone, 18), "Call clinic " + c.clinic_phone]));
       node.appendChild(actions);
     } else {
       node = el("div", { className: "cc-msg cc-bot" }, [el("span", { className: "cc-visually-hidden", text: "Assistant: " })]);
@@ -397,7 +404,12 @@
     this.save();
     var node = this.renderMessage(message);
     this.updateSuggestions();
-    this.scrollToEnd();
+    if (message.from === "bot" && node.offsetHeight > this.log.clientHeight - 24) {
+      // a long answer: show its beginning, the patient scrolls on
+      this.log.scrollTop = node.offsetTop - 8;
+    } else {
+      this.scrollToEnd();
+    }
     return node;
   };
 
@@ -482,7 +494,9 @@
     this.setStatus("");
     if (text.trim()) {
       var seek = kind === "seek_care" ? ((custom.level || data.level) === "urgent" ? "urgent" : "emergency") : null;
+      if (seek && this.panel.hidden) this.open(false);  // a seek-care message is never left unseen
       this.addMessage({ from: "bot", text: text, seek: seek, at: Date.now() });
+      if (this.panel.hidden) this.setUnread(true);
     }
     var replies = data.quick_replies || data.buttons;
     if (Array.isArray(replies) && replies.length) this.addQuickReplies(replies);

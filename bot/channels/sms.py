@@ -292,6 +292,10 @@ class TwilioSmsInput(InputChannel):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         sms_webhook = Blueprint(f"{self.name()}_webhook", __name__)
+        try:  # create the tables now rather than on the first patient's message
+            _ = self.state.engine
+        except Exception:
+            logger.exception("SMS state database is not reachable yet; will retry on the first message.")
 
         @sms_webhook.route("/", methods=["GET"])
         async def health(_: Request) -> HTTPResponse:

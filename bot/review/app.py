@@ -138,8 +138,10 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
         now = time.time()
         if user_id is not None:
             seen = float(session.get("seen", 0))
+            signed_in = float(session.get("since", 0))
             user = auth.get_user(_ctx().review_db, int(user_id))
-            if user is None or user.disabled or now - seen > IDLE_TIMEOUT_S:
+            expired = now - seen > IDLE_TIMEOUT_S or now - signed_in > SESSION_LIFETIME.total_seconds()
+            if user is None or user.disabled or expired:
                 session.clear()
                 if request.endpoint not in PUBLIC_ENDPOINTS:
                     flash("Your session ended. Please sign in again.", "info")
@@ -159,7 +161,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Referrer-Policy"] = "same-origin"  # Flask-WTF checks the Referer on HTTPS
         response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
         if request.endpoint != "static":
             response.headers["Cache-Control"] = "no-store"
@@ -217,7 +219,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
                 session.clear()
                 session.permanent = True
                 session["uid"] = user.id
-                session["seen"] = time.time()
+                session["seen"] = session["since"] = time.time()
                 g.user = user
                 log("login")
                 return redirect(next_url or url_for("conversations"))
@@ -408,14 +410,24 @@ class Chart:
     left: int
 
 
+def _nice_max(value: int) -> int:
+    """The smallest 1, 2 or 5 times a power of ten that is at least `value` (a round top for the y axis)."""
+    scale = 1
+    while True:
+        for step in (1, 2, 5):
+            if step * scale >= value:
+                return step * scale
+        scale *= 10
+
+
 def _charts(d) -> dict[str, Chart]:
     """Bar-chart geometry for the dashboard (drawn as inline SVG by the template)."""
-    width, height, left, bottom = 720, 180, 36, 22
+    width, height, left, bottom = 560, 190, 34, 22
     plot_w, plot_h = width - left - 8, height - bottom - 10
     slot = plot_w / max(1, len(d.days))
 
     def chart(title: str, series: list[tuple[str, dict, str]]) -> Chart:
-        stacked_max = max([sum(values.get(day, 0) for _, values, _ in series) for day in d.days] + [1])
+        stacked_max = _nice_max(max([sum(values.get(day, 0) for _, values, _ in series) for day in d.days] + [1]))
         bars = []
         for index, day in enumerate(d.days):
             base = 0
@@ -428,7 +440,8 @@ def _charts(d) -> dict[str, Chart]:
                 bars.append(Bar(f"{day.isoformat()}: {value} {name}", left + index * slot + slot * 0.15, y,
                                 max(slot * 0.7, 1), max(bar_h, 1), value, css))
                 base += value
-        ticks = [(10 + plot_h - plot_h * f, f"{round(stacked_max * f):,}") for f in (0, 0.5, 1)]
+        fractions = (0, 0.5, 1) if stacked_max % 2 == 0 else (0, 1)
+        ticks = [(10 + plot_h - plot_h * f, f"{round(stacked_max * f):,}") for f in fractions]
         legend = [(name, css) for name, _, css in series] if len(series) > 1 else []
         step = max(1, round(len(d.days) / 6))
         xlabels = [(left + index * slot + slot / 2, day.strftime("%b %d")) for index, day in enumerate(d.days)

@@ -49,14 +49,17 @@ def tracker_engine(url: str, writable: bool = False) -> Engine:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         path = _sqlite_path(parsed)
-        if writable:
-            return sa.create_engine(f"sqlite:///{path}", poolclass=NullPool, future=True)
-        uri = f"file:{quote(str(path))}?mode=ro"
+        # mode=rw for the purge: never creates a missing store; mode=ro for everything else
+        uri = f"file:{quote(str(path))}?mode={'rw' if writable else 'ro'}"
 
         def connect() -> sqlite3.Connection:
             connection = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10)
-            connection.execute("PRAGMA query_only = 1")
+            if not writable:
+                connection.execute("PRAGMA query_only = 1")
             return connection
+
+        if writable:
+            return sa.create_engine("sqlite://", creator=connect, poolclass=NullPool, future=True)
 
         return sa.create_engine("sqlite://", creator=connect, poolclass=QueuePool, pool_size=4, max_overflow=8,
                                 pool_pre_ping=False, future=True)

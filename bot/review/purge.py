@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.review.db import has_events_table
+
 CHUNK = 500
 
 
@@ -55,7 +57,7 @@ def plan_purge(engine: Engine, older_than_days: float, now: float | None = None)
         raise ValueError("--older-than-days must not be negative")
     now = time.time() if now is None else now
     plan = PurgePlan(cutoff=now - older_than_days * 86400)
-    if not sa.inspect(engine).has_table("events"):
+    if not has_events_table(engine):  # no store yet (SQLite file missing) or no conversation stored
         return plan
     with engine.connect() as connection:
         candidates = connection.execute(

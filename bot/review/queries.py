@@ -34,6 +34,7 @@ CHANNEL_LABELS = {"socketio": "Web chat", "sms": "SMS", "rest": "REST"}
 ESCALATED_CHOICES = ("any", "emergency", "urgent")
 MAX_SEARCH_CHARS = 200
 MAX_TRANSCRIPT_EVENTS = 5000
+DUPLICATE_TOPIC_S = 10.0
 BUCKET_S = 900  # dashboards group by 15-minute buckets in SQL, then by local day (every UTC offset is a multiple)
 
 _UNANSWERED_SQL = "('nlu_fallback', 'out_of_scope')"
@@ -574,14 +575,25 @@ class ConversationStore:
         escalations = {day: {level: len(senders) for level, senders in levels.items()}
                        for day, levels in escalated.items()}
 
-        topic = self._json("value")
+        # Rasa can store `last_topic` twice for one answer (slot extraction through the custom mapping's
+        # action, then the action itself): same sender + same topic within a few seconds counts once.
         rows = self._rows(
-            f"SELECT {topic} AS topic, COUNT(*) AS n FROM events"
+            f"SELECT sender_id, timestamp, {self._json('value')} AS topic FROM events"
             " WHERE type_name = 'slot' AND action_name = 'last_topic' AND timestamp >= :start AND timestamp < :end"
-            f" GROUP BY {topic} ORDER BY n DESC",
+            " ORDER BY sender_id, id",
             window,
         )
-        top_topics = [(str(row.topic), int(row.n)) for row in rows if row.topic][:top]
+        answers: Counter[str] = Counter()
+        previous: tuple[str, str, float] | None = None
+        for row in rows:
+            if not row.topic:
+                continue
+            if previous and previous[0] == row.sender_id and previous[1] == row.topic and \
+                    abs(float(row.timestamp) - previous[2]) < DUPLICATE_TOPIC_S:
+                continue
+            previous = (row.sender_id, str(row.topic), float(row.timestamp))
+            answers[str(row.topic)] += 1
+        top_topics = sorted(answers.items(), key=lambda item: (-item[1], item[0]))[:top]
 
         text = self._json("text")
         rows = self._rows(

@@ -16,10 +16,10 @@ Sanic.test_mode = True  # several apps per process
 class LocalChannelServer:
     """Serves `channel.blueprint(on_new_message)` under /webhooks/<name>/ like the Rasa server does."""
 
-    def __init__(self, channel, on_new_message) -> None:
+    def __init__(self, channel, on_new_message, port: int | None = None) -> None:
         self.channel = channel
         self.on_new_message = on_new_message
-        self.port = free_port()
+        self.port = port or free_port()
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -58,8 +58,13 @@ class LocalChannelServer:
 
     def __exit__(self, *exc: object) -> None:
         async def close() -> None:
+            # like a process exit: stop listening and drop every open connection (websockets included)
             self._server.close()
-            await self._server.wait_closed()
+            for connection in list(self._server.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+            await asyncio.sleep(0.05)
 
         asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -1,0 +1,30 @@
+"""Fixtures for the channel tests that talk to the real bot (Rasa server + action server).
+
+The stack gets TWILIO_AUTH_TOKEN = the test token so signed Twilio requests are accepted, and its
+own SQLite tracker database (the SMS opt-out / MessageSid tables live there too).
+CLINIC_MODEL_PATH may point at another trained model (default models/clinic.tar.gz).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.channels.twilio_requests import TEST_AUTH_TOKEN
+
+
+@pytest.fixture(scope="session")
+def channel_stack(tmp_path_factory):
+    from tests.support.stack import MODEL, BotStack
+
+    db = tmp_path_factory.mktemp("channel-stack") / "tracker.db"
+    stack = BotStack(
+        env={"TRACKER_DB_URL": f"sqlite:///{db}", "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN, "TWILIO_WEBHOOK_URL": ""},
+        model=Path(os.environ.get("CLINIC_MODEL_PATH", MODEL)),
+    )
+    stack.start()
+    stack.sms_url = f"{stack.url}/webhooks/sms/webhook"
+    yield stack
+    stack.stop()

@@ -1,0 +1,282 @@
+"""The review web app through Flask's test client: login, CSRF, rate limit, pages, escaping, exports, access log."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pytest
+
+from bot.review import accesslog, auth
+from bot.review.masking import mask_sender
+from tests.review.conftest import PASSWORD, USERNAME, csrf_token, login
+from tests.review.conversations import CONVERSATIONS, SCRIPT_TAG, by_key
+
+PHONE = by_key("sms_emergency").sender_id  # +15551234567
+MASKED = "+1•••••4567"
+
+
+def html(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def ref_of(client, key: str) -> int:
+    page = html(client.get("/conversations"))
+    sender = mask_sender(by_key(key).sender_id)
+    match = re.search(r'href="/conversations/(\d+)[^"]*">' + re.escape(sender.replace("'", "&#39;")) + "<", page)
+    assert match, f"no row for {sender}"
+    return int(match.group(1))
+
+
+def log_entries(app):
+    return accesslog.read(app.extensions["review"].review_db, limit=500)[0]
+
+
+# --- authentication ---------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/", "/conversations", "/conversations/1", "/dashboard", "/access-log",
+                                  "/conversations/export?format=csv", "/conversations/1/export?format=json"])
+def test_every_page_needs_a_login(anon, path):
+    response = anon.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=")
+
+
+def test_unknown_pages_are_404_without_revealing_anything(anon):
+    response = anon.get("/nope")
+    assert response.status_code == 404 and "Conversation with" not in html(response)
+
+
+def test_wrong_password_is_refused(anon):
+    response = login(anon, password="not the right password")
+    assert response.status_code == 401
+    assert "Wrong username or password" in html(response)
+    assert anon.get("/conversations").status_code == 302
+    response = login(anon, username="nobody")
+    assert response.status_code == 401
+
+
+def test_login_needs_the_csrf_token(anon):
+    response = anon.post("/login", data={"username": USERNAME, "password": PASSWORD})
+    assert response.status_code == 400
+    assert anon.get("/conversations").status_code == 302
+
+
+def test_login_and_logout(anon):
+    response = login(anon)
+    assert response.status_code == 302 and response.headers["Location"] == "/conversations"
+    page = anon.get("/conversations")
+    assert page.status_code == 200 and USERNAME in html(page)
+    assert anon.post("/logout").status_code == 400  # logout needs the CSRF token too
+    response = anon.post("/logout", data={"csrf_token": csrf_token(html(page))})
+    assert response.status_code == 302
+    assert anon.get("/conversations").status_code == 302
+
+
+def test_login_redirects_back_to_a_local_page_only(anon):
+    page = anon.get("/login?next=/dashboard")
+    token = csrf_token(html(page))
+    response = anon.post("/login", data={"username": USERNAME, "password": PASSWORD, "csrf_token": token,
+                                         "next": "/dashboard"})
+    assert response.headers["Location"] == "/dashboard"
+    anon.post("/logout", data={"csrf_token": csrf_token(html(anon.get("/dashboard")))})
+    token = csrf_token(html(anon.get("/login")))
+    response = anon.post("/login", data={"username": USERNAME, "password": PASSWORD, "csrf_token": token,
+                                         "next": "//evil.example/"})
+    assert response.headers["Location"] == "/conversations"
+
+
+def test_failed_logins_are_rate_limited_per_username_and_address(anon):
+    for _ in range(auth.MAX_FAILURES):
+        assert login(anon, password="wrong password!!").status_code == 401
+    locked = login(anon)  # even the right password is refused while locked
+    assert locked.status_code == 429 and "Too many" in html(locked)
+    assert login(anon, ip="10.9.8.7").status_code == 302  # another address is not locked out
+
+
+def test_session_cookie_flags(app, anon):
+    login(anon)
+    cookie = anon.get_cookie("review_session")
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
+    assert app.config["SESSION_COOKIE_SECURE"] is False  # REVIEW_COOKIE_SECURE=0 in tests
+
+
+def test_cookies_are_secure_by_default(review_env, monkeypatch):
+    from bot.review.app import create_app
+
+    monkeypatch.delenv("REVIEW_COOKIE_SECURE")
+    app = create_app(review_env["tracker"], review_env["review"])
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    response = app.test_client().get("/login", base_url="https://review.example")
+    assert "Secure" in response.headers["Set-Cookie"] and "HttpOnly" in response.headers["Set-Cookie"]
+
+
+def test_security_headers(client):
+    response = client.get("/conversations")
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert "script-src" not in response.headers["Content-Security-Policy"]  # no scripts at all
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+# --- pages ---------------------------------------------------------------------------------------
+def test_conversation_list(client):
+    page = html(client.get("/conversations"))
+    assert "Showing 1–4 of 4" in page
+    assert MASKED in page and PHONE not in page
+    assert "+4•••••0123" in page
+    assert "Emergency" in page and "Urgent" in page and "unanswered" in page
+    assert SCRIPT_TAG not in page
+
+
+def test_list_filters_through_the_query_string(client):
+    page = html(client.get("/conversations?escalated=emergency"))
+    assert "of 1." in page and MASKED in page and "+4•••••0123" not in page
+    page = html(client.get("/conversations?channel=sms&escalated=urgent"))
+    assert "No conversations found" in page
+    page = html(client.get("/conversations?from=not-a-date"))
+    assert "must be a date" in page
+
+
+def test_transcript_escapes_patient_text(client):
+    ref = ref_of(client, "web_urgent_xss")
+    response = client.get(f"/conversations/{ref}")
+    page = html(response)
+    assert response.status_code == 200
+    assert SCRIPT_TAG not in page
+    assert "&lt;script&gt;alert(&#39;xss&#39;)&lt;/script&gt;" in page
+    assert "<script" not in page.lower()
+    assert "turn-escalated turn-urgent" in page and "Urgent" in page
+
+
+def test_transcript_shows_intent_topic_and_escalation(client):
+    ref = ref_of(client, "sms_emergency")
+    page = html(client.get(f"/conversations/{ref}"))
+    assert "Conversation with " + MASKED in page and PHONE not in page
+    assert "turn-escalated turn-emergency" in page and "Emergency" in page
+    assert "confidence" in page and "Answered from" in page
+    for message in by_key("sms_emergency").messages:
+        assert message.text in page
+
+
+def test_unknown_conversation_is_404(client):
+    assert client.get("/conversations/999999").status_code == 404
+
+
+def test_dashboard_page(client):
+    page = html(client.get("/dashboard"))
+    assert "Conversations per day" in page and "Escalations per day" in page
+    assert "Fallback rate" in page and "Most frequent unanswered questions" in page
+    assert "<svg" in page
+    assert "<script" not in page.lower()
+
+
+# --- exports -----------------------------------------------------------------------------------
+def test_csv_export_of_the_filtered_list_is_masked_and_formula_safe(client):
+    response = client.get("/conversations/export?format=csv&channel=sms")
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"].startswith("attachment;")
+    rows = list(csv.DictReader(io.StringIO(html(response))))
+    assert [r["patient"] for r in rows] == ["'" + MASKED, "'+4•••••0123"]  # leading + is a formula prefix
+    assert PHONE not in html(response)
+    assert rows[0]["escalation"] == "emergency"
+
+
+def test_json_export_of_the_list(client):
+    data = json.loads(html(client.get("/conversations/export?format=json")))
+    assert data["count"] == len(CONVERSATIONS) and data["phone_numbers"] == "masked"
+    assert MASKED in {c["patient"] for c in data["conversations"]}
+
+
+def test_transcript_export_guards_formulas(client):
+    ref = ref_of(client, "rest_unanswered")
+    text = html(client.get(f"/conversations/{ref}/export?format=csv"))
+    rows = list(csv.DictReader(io.StringIO(text)))
+    texts = [r["text"] for r in rows if r["speaker"] == "patient"]
+    assert "'=HYPERLINK(\"http://evil.example\",\"click\")" in texts
+    assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row.values() if cell)
+    data = json.loads(html(client.get(f"/conversations/{ref}/export?format=json")))
+    assert any(t["text"].startswith("=HYPERLINK") for t in data["turns"])  # JSON keeps the text as it is
+
+
+def test_unmasked_export_needs_a_confirmed_post_and_is_logged(app, client):
+    page = html(client.get("/conversations"))
+    token = csrf_token(page)
+    assert client.post("/conversations/export", data={"format": "csv", "unmask": "1"}).status_code == 400  # no CSRF
+    response = client.post("/conversations/export", data={"format": "csv", "unmask": "1", "csrf_token": token})
+    assert response.status_code == 302  # not confirmed
+    response = client.post("/conversations/export", data={"format": "csv", "unmask": "1", "confirm": "1",
+                                                          "channel": "sms", "csrf_token": token})
+    assert response.status_code == 200 and PHONE in html(response)
+    # the GET export never unmasks
+    assert PHONE not in html(client.get("/conversations/export?format=csv&unmask=1&confirm=1"))
+    actions = [e.action for e in log_entries(app)]
+    assert "export_list_unmasked" in actions
+
+
+def test_access_log_records_views_and_exports(app, client):
+    ref = ref_of(client, "sms_emergency")
+    client.get(f"/conversations/{ref}")
+    client.get(f"/conversations/{ref}/export?format=json")
+    entries = log_entries(app)
+    assert {"login", "view_list", "view_conversation", "export_conversation"} <= {e.action for e in entries}
+    viewed = [e for e in entries if e.action == "view_conversation"]
+    assert viewed[0].sender_id == PHONE and viewed[0].username == USERNAME
+    page = html(client.get("/access-log"))
+    assert "Viewed conversation" in page and MASKED in page and PHONE not in page
+    assert USERNAME in page
+
+
+def test_an_idle_session_expires(client):
+    from bot.review.app import IDLE_TIMEOUT_S
+
+    assert client.get("/conversations").status_code == 200
+    with client.session_transaction() as session:
+        session["seen"] = session["seen"] - IDLE_TIMEOUT_S - 5
+    response = client.get("/conversations")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+def test_a_session_ends_after_twelve_hours_even_when_active(client):
+    with client.session_transaction() as session:
+        session["since"] = session["since"] - 12 * 3600 - 5
+    assert client.get("/conversations").status_code == 302
+
+
+def test_a_disabled_account_loses_its_session(app, client):
+    auth.set_disabled(app.extensions["review"].review_db, USERNAME, True)
+    assert client.get("/conversations").status_code == 302
+    assert login(client).status_code == 401
+
+
+def test_the_secret_key_file_is_created_private(tmp_path, monkeypatch):
+    import stat
+
+    from bot.review import config
+
+    monkeypatch.delenv("REVIEW_SECRET_KEY", raising=False)
+    path = tmp_path / "var" / "review_secret"
+    key = config.secret_key(path)
+    assert len(key) >= 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert config.secret_key(path) == key  # kept across restarts
+    monkeypatch.setenv("REVIEW_SECRET_KEY", "from-the-environment-" + "z" * 20)
+    assert config.secret_key(path).startswith("from-the-environment-")
+
+
+def test_login_over_https_behind_the_secure_cookie(review_env, monkeypatch):
+    """On HTTPS Flask-WTF also checks the Referer is this site (the Referrer-Policy keeps it same-origin)."""
+    from bot.review.app import create_app
+
+    monkeypatch.setenv("REVIEW_COOKIE_SECURE", "1")
+    app = create_app(review_env["tracker"], review_env["review"])
+    auth.create_user(app.extensions["review"].review_db, USERNAME, PASSWORD)
+    client = app.test_client()
+    base = "https://review.example"
+    page = client.get("/login", base_url=base)
+    assert page.headers["Referrer-Policy"] == "same-origin"
+    form = {"username": USERNAME, "password": PASSWORD, "csrf_token": csrf_token(html(page))}
+    assert client.post("/login", data=form, base_url=base, headers={"Referer": "https://evil.example/"}).status_code == 400
+    response = client.post("/login", data=form, base_url=base, headers={"Referer": f"{base}/login"})
+    assert response.status_code == 302 and response.headers["Location"] == "/conversations"
+    assert client.get("/conversations", base_url=base).status_code == 200
