@@ -52,7 +52,7 @@ RULES_PATH = KNOWLEDGE_DIR / "triage_rules.yml"
 LEVELS = ("emergency", "urgent")  # most serious first
 MAX_SCAN_CHARS = 20_000  # longer texts: the first 16,000 and the last 4,000 characters are scanned
 CHUNK_CHARS = 1_200  # texts are read in pieces of at most this size, cut at sentence ends
-MAX_COMBINATIONS = 600  # a pattern may expand to at most this many spaCy patterns
+MAX_COMBINATIONS = 3000  # a pattern may expand to at most this many spaCy patterns
 MAX_GAP = 8
 
 RULE_FIELDS = {"id", "level", "label", "source", "patterns", "groups", "fires_when", "exclude", "fuzzy", "replaces",
@@ -72,13 +72,17 @@ SPECIALS = {
     "low_temp": "a body temperature below the fever threshold (e.g. 99.1)",
     "long_duration": "a number of hours >= long_duration_hours, or any number of days / weeks",
     "num": "any number",
+    "ing": "a word ending in -ing (keeps getting, kept bleeding)",
+    "high_rate": "a whole number from 110 to 250 (a fast pulse, next to 'pulse' / 'heart rate' / 'bpm')",
 }
+SENTENCE_START_ATTR = "triage_sentence_start"  # '^word' in a pattern: the word starts a sentence
 FLAG_ATTRS = {name: f"triage_{name}" for name in SPECIALS}
 
 # Context categories: the name used in the rules file -> the medspaCy ConText category.
 CONTEXT_CATEGORIES = {
     "negated": "NEGATED_EXISTENCE",
     "hypothetical": "HYPOTHETICAL",
+    "generic_question": "GENERIC_QUESTION",
     "historical": "HISTORICAL",
     "resolved": "RESOLVED",
     "other_person": "FAMILY",
@@ -95,6 +99,12 @@ CONTEXT_CATEGORIES = {
 DIRECTIONS = {"forward": "FORWARD", "backward": "BACKWARD", "both": "BIDIRECTIONAL", "pseudo": "PSEUDO"}
 CONTEXT_FIELDS = {"category", "direction", "max_words", "stops_at", "applies_to", "not_for", "phrases", "note"}
 FIRST_PERSON = frozenset({"i", "my", "me", "myself", "mine", "im"})
+# "my", or "I" + a verb of reporting: what makes a question about a symptom a report about oneself
+# ("is numbness in my groin normal?", "i have chest pain, do i call?"); "do i call 911 for chest pain?" is not.
+FIRST_PERSON_REPORT = frozenset({"my", "me", "myself", "mine"})
+FIRST_PERSON_VERBS = frozenset({"am", "have", "has", "had", "feel", "felt", "got", "was", "keep", "kept", "can", "could",
+                                "think", "woke", "just", "still", "started", "noticed", "noticing", "get", "been", "'m",
+                                "'ve", "seem", "cant", "can't"})
 # Words a "..." gap never skips: sentence ends, clause breaks and negations (so "site is not red" is no match).
 GAP_STOP = [".", "!", "?", ";", "but", "however", "although", "though", "also", "btw", "except", "not", "no",
             "never", "nothing", "without", "nor", "n't"]
@@ -155,7 +165,7 @@ _SHORTHAND = {
     "aint": "is not", "ain't": "is not", "im": "i am", "i'm": "i am", "ive": "i have", "i've": "i have",
     "i'll": "i will", "i'd": "i would", "youre": "you are", "you're": "you are", "it's": "it is",
     "thats": "that is", "that's": "that is", "whats": "what is", "what's": "what is", "theres": "there is",
-    "there's": "there is", "he's": "he is", "she's": "she is", "shes": "she is", "theyre": "they are",
+    "there's": "there is", "its": "it is", "he's": "he is", "she's": "she is", "shes": "she is", "theyre": "they are",
     "they're": "they are",
     "cuz": "because", "coz": "because", "cos": "because", "bc": "because", "b/c": "because", "bcuz": "because",
     "becuz": "because", "bcos": "because", "'cause": "because", "w/": "with", "w/o": "without",
@@ -176,7 +186,7 @@ _SHORTHAND = {
     "dr": "doctor", "doc": "doctor", "drs": "doctors", "smth": "something", "sth": "something",
     "sumthing": "something", "sumthin": "something", "prob": "probably", "prolly": "probably",
     "inj": "injection", "injxn": "injection", "hosp": "hospital", "sx": "symptoms", "hx": "history",
-    "feva": "fever", "fevah": "fever", "pee'd": "peed", "poo'd": "pooed", "nvm": "never mind",
+    "feva": "fever", "fevah": "fever", "fevr": "fever", "fver": "fever", "fevre": "fever", "tmp": "temperature", "pee'd": "peed", "poo'd": "pooed", "nvm": "never mind",
 }
 _SHORTHAND_RE = re.compile(
     r"(?<![\w'/&])(?:" + "|".join(re.escape(k) for k in sorted(_SHORTHAND, key=len, reverse=True)) + r")(?![\w'/&])"
@@ -215,8 +225,9 @@ def _sub_with_map(pattern: re.Pattern[str], repl: Any, text: str, offsets: list[
         pieces.append(text[last:start])
         new_offsets.extend(offsets[last:start])
         pieces.append(replacement)
-        for i in range(len(replacement)):
-            new_offsets.append(offsets[min(start + i, end - 1)] if end > start else offsets[start])
+        if replacement:  # a mention starting inside a replacement starts at the original word; ends at its end
+            new_offsets.extend([offsets[start]] * (len(replacement) - 1))
+            new_offsets.append(offsets[end - 1] if end > start else offsets[start])
         last = end
     if not pieces:
         return text, offsets
@@ -262,6 +273,7 @@ class Element:
     optional: bool = False
     size: int = 0  # gap size
     special: str = ""
+    sentence_start: bool = False  # '^word': the (first) word starts a sentence
 
 
 @dataclass(frozen=True)
@@ -316,11 +328,13 @@ class _PatternError(ValueError):
 
 
 def _parse_word_list_entry(entry: str) -> tuple[tuple[str, bool], ...]:
-    normal = normalise_text(entry)
+    """'give out' -> give (any form) + out; '=limp' -> only 'limp'."""
+    exact = entry.strip().startswith("=")
+    normal = normalise_text(entry.strip().lstrip("="))
     words = normal.split()
     if not words:
         raise _PatternError(f"empty word list entry {entry!r}")
-    return tuple((word, False) for word in words)
+    return tuple((word, exact) for word in words)
 
 
 def _parse_pattern(text: Any, word_lists: dict[str, tuple[tuple[tuple[str, bool], ...], ...]], gap: int) -> tuple[Element, ...]:
@@ -341,10 +355,17 @@ def _parse_pattern(text: Any, word_lists: dict[str, tuple[tuple[tuple[str, bool]
             continue
         if len(token) > 1 and token.endswith("?"):
             optional, token = True, token[:-1]
+        sentence_start = False
+        if len(token) > 1 and token.startswith("^"):
+            sentence_start, token = True, token[1:]
+            if optional:
+                raise _PatternError(f"'{raw}': a sentence-start word '^' cannot be optional")
         if token.startswith("#"):
             name = token[1:]
             if name not in SPECIALS:
                 raise _PatternError(f"'{raw}': unknown special '#{name}' (known: {', '.join('#' + s for s in SPECIALS)})")
+            if sentence_start:
+                raise _PatternError(f"'{raw}': '^' goes with a word, not a '#special'")
             elements.append(Element(kind="special", special=name, optional=optional))
             continue
         alternatives: list[tuple[tuple[str, bool], ...]] = []
@@ -375,7 +396,8 @@ def _parse_pattern(text: Any, word_lists: dict[str, tuple[tuple[tuple[str, bool]
                     raise _PatternError(f"'{raw}': '{alt}' is empty after normalising")
                 sequence.extend((w, exact) for w in expanded)
             alternatives.append(tuple(sequence))
-        elements.append(Element(kind="words", alternatives=tuple(dict.fromkeys(alternatives)), optional=optional))
+        elements.append(Element(kind="words", alternatives=tuple(dict.fromkeys(alternatives)), optional=optional,
+                                sentence_start=sentence_start))
     if all(e.kind == "gap" or e.optional for e in elements):
         raise _PatternError("needs at least one required word")
     if elements[0].kind == "gap" or elements[-1].kind == "gap":
@@ -771,7 +793,7 @@ def _pattern_trigger(pattern: list[dict]) -> frozenset[str]:
     for token in pattern:
         if token.get("OP") in {"?", "*"}:
             continue
-        if "_" in token:
+        if "NORM" not in token and "_" in token:
             values = frozenset("#" + name.removeprefix("triage_") for name in token["_"])
             score = 2.0
         else:
@@ -806,7 +828,7 @@ class TriageDetector:
         self._long_hours = float(settings["long_duration_hours"])
         self._fuzzy_min = int(settings["fuzzy_min_length"])
 
-        for attr in FLAG_ATTRS.values():
+        for attr in (*FLAG_ATTRS.values(), SENTENCE_START_ATTR):
             if not Token.has_extension(attr):
                 Token.set_extension(attr, default=False)
 
@@ -869,7 +891,7 @@ class TriageDetector:
             for pattern in items:
                 if pattern.near is not None:
                     raise DataFileError(rules.path, "'near' is not supported in conditions", None, f"conditions.{name}")
-                self._add(self.bank, f"K|{name}", pattern.elements, where=(None, name))
+                self._add(self.bank, f"K|{name}", pattern.elements, where=(None, f"conditions.{name}: {pattern.source}"))
 
         self.context = None
         if use_context:
@@ -912,6 +934,9 @@ class TriageDetector:
                         token["OP"] = "?"
                     options.append([token])
                 options.extend(sequences)
+                if element.sentence_start:
+                    for option in options:
+                        option[0] = {**option[0], "_": {**option[0].get("_", {}), SENTENCE_START_ATTR: True}}
                 if element.optional and not singles:
                     options.append([])
                 choices.append(options)
@@ -921,7 +946,8 @@ class TriageDetector:
         if total > MAX_COMBINATIONS:
             rule_id, source = where
             raise DataFileError(self.rules.path, f"pattern {source!r} expands to {total} alternatives "
-                                                 f"(limit {MAX_COMBINATIONS}); split it", rule_id, "patterns")
+                                                 f"(limit {MAX_COMBINATIONS}); split it or shorten its word lists",
+                                rule_id, "patterns" if rule_id else "conditions / context")
         patterns = []
         for combo in product(*choices):
             tokens = [token for part in combo for token in part]
@@ -942,35 +968,82 @@ class TriageDetector:
             self._add(self.exclude_bank, key, pattern.elements, where=(rule_id, pattern.source))
 
     def _build_context(self, which: str):
-        from medspacy.context import ConText, ConTextRule
+        """medspaCy ConText rules in a MedspacyMatcher (phrases -> PhraseMatcher, patterns -> Matcher)."""
+        from medspacy.common.medspacy_matcher import MedspacyMatcher
+        from medspacy.context import ConTextRule
 
+        # prune=False: overlapping cues are resolved in _context (only cues inside a longer cue are dropped)
+        matcher = MedspacyMatcher(self.nlp, name="triage_context", phrase_matcher_attr="LOWER", prune=False)
         if which == "medspacy_default":  # only for measuring: the VA clinical-note rules shipped with medspaCy
-            return ConText(self.nlp, rules="default", input_span_type="group", span_group_name="triage",
-                           prune_on_target_overlap=True)
-        context = ConText(self.nlp, rules=None, input_span_type="group", span_group_name="triage",
-                          phrase_matcher_attr="LOWER", prune_on_target_overlap=True)
+            import medspacy.context.context as context_module
+
+            default = Path(context_module.__file__).resolve().parents[2] / "resources" / "en" / "context_rules.json"
+            matcher.add(ConTextRule.from_json(str(default)))
+            return matcher
         context_rules = []
         for index, group in enumerate(self.rules.context):
             allowed = {r.upper() for r in group.applies_to} if group.applies_to else None
             excluded = {r.upper() for r in group.not_for} if group.not_for else None
+            options = dict(category=group.category, direction=group.direction, max_scope=group.max_words,
+                           terminated_by=set(group.stops_at) or None, allowed_types=allowed, excluded_types=excluded)
             for phrase in group.phrases:
-                literal = phrase.source
                 plain = all(e.kind == "words" and not e.optional and len(e.alternatives) == 1 for e in phrase.elements)
                 if plain:
                     words = " ".join(w for e in phrase.elements for w, _ in e.alternatives[0])
-                    rule = ConTextRule(literal=words, category=group.category, direction=group.direction,
-                                       max_scope=group.max_words, terminated_by=set(group.stops_at) or None,
-                                       allowed_types=allowed, excluded_types=excluded)
-                    context_rules.append(rule)
+                    context_rules.append(ConTextRule(literal=words, **options))
                 else:
-                    for token_pattern in self._token_dicts(phrase.elements, (None, f"context[{index}] {literal}")):
-                        context_rules.append(ConTextRule(
-                            literal=literal, category=group.category, pattern=token_pattern, direction=group.direction,
-                            max_scope=group.max_words, terminated_by=set(group.stops_at) or None, allowed_types=allowed,
-                            excluded_types=excluded,
-                        ))
-        context.add(context_rules)
-        return context
+                    for token_pattern in self._token_dicts(phrase.elements, (None, f"context[{index}] {phrase.source}")):
+                        context_rules.append(ConTextRule(literal=phrase.source, pattern=token_pattern, **options))
+        matcher.add(context_rules)
+        return matcher
+
+    def _context(self, doc, targets: list) -> list[list]:
+        """The ConText modifiers (cues) that reach each target.
+
+        This is medspaCy's ConText algorithm (ConTextModifier scopes, ConTextGraph scope limiting and
+        edges) with one change: a cue lying wholly inside a symptom mention is dropped ("not" in "can not
+        move my foot", "keeps" in "keeps bleeding"), while a cue that only partly overlaps or contains a
+        mention applies to it ("nervous about getting an infection"). Results are kept per mention.
+        """
+        from medspacy.context.context_graph import ConTextGraph
+        from medspacy.context.context_modifier import ConTextModifier
+
+        modifiers = []
+        rule_map = self.context.rule_map
+        matches = sorted(set(self.context(doc)), key=lambda m: (m[1], -m[2]))
+        spans = [(start, end) for _, start, end in matches]
+        for match_id, start, end in matches:
+            # a cue inside a longer cue is part of it ("if" in "not sure if", "not" in "not sure")
+            if any(s <= start and end <= e and (s, e) != (start, end) for s, e in spans):
+                continue
+            # a cue inside a symptom mention is part of it ("not" in "can not move my foot")
+            if any(t.start <= start and end <= t.end and (t.start, t.end) != (start, end) for t in targets):
+                continue
+            modifiers.append(ConTextModifier(rule_map[self.nlp.vocab.strings[match_id]], start, end, doc))
+        per_target: list[list] = [[] for _ in targets]
+        if not modifiers:
+            return per_target
+        graph = ConTextGraph(prune_on_modifier_overlap=False)
+        graph.targets = targets
+        graph.modifiers = modifiers
+        graph.update_scopes()
+        graph.apply_modifiers()
+        position = {id(t): i for i, t in enumerate(targets)}
+        for target, modifier in graph.edges:
+            per_target[position[id(target)]].append(modifier)
+        for modifier in modifiers:
+            if modifier.direction in ("TERMINATE", "PSEUDO"):
+                continue
+            m_start, m_end = modifier.modifier_span
+            for i, target in enumerate(targets):
+                if not (m_start < target.end and target.start < m_end) or not modifier.allows(target.label_.upper()):
+                    continue
+                contains = m_start <= target.start and target.end <= m_end
+                # Negation words inside a mention are part of it ("not have any feeling"); other cues that
+                # reach into a mention apply to it ("is fever normal", "nervous about getting an infection").
+                if (contains or modifier.category != "NEGATED_EXISTENCE") and modifier not in per_target[i]:
+                    per_target[i].append(modifier)
+        return per_target
 
     # -- per message --------------------------------------------------------------------------------
 
@@ -994,7 +1067,12 @@ class TriageDetector:
             text = token.lower_
             token.norm_ = text
             words.add(text)
+            if i == 0 or tokens[i - 1].lower_ in {".", "?", "!", ";", ":"}:
+                token._.set(SENTENCE_START_ATTR, True)
             if text.isalpha():
+                if len(text) > 4 and text.endswith("ing"):
+                    token._.set(FLAG_ATTRS["ing"], True)
+                    words.add("#ing")
                 if (len(text) >= self._fuzzy_min and len(text) <= 30 and text.isascii()
                         and text not in self._known_words):
                     corrected = self._correct(text)
@@ -1017,6 +1095,9 @@ class TriageDetector:
                 continue
             token._.set(FLAG_ATTRS["num"], True)
             words.add("#num")
+            if "." not in text and 110 <= value <= 250:
+                token._.set(FLAG_ATTRS["high_rate"], True)
+                words.add("#high_rate")
             unit = after if nxt in {"degrees", "degree", "deg"} else nxt
             fever_f = self._fever_f <= value <= 110
             fever_c = self._fever_c <= value <= 43
@@ -1122,11 +1203,11 @@ class TriageDetector:
         for number, sent in enumerate(doc.sents):
             for i in range(sent.start, sent.end):
                 sentence_of[i] = number
-        cues: dict[str, set[int]] = defaultdict(set)  # cue key -> indexes of the sentences where it occurs
+        near_cues: dict[str, set[int]] = defaultdict(set)  # 'near' key -> indexes of the sentences with it
         found: list[tuple[int, int, str]] = []
         for key, start, end in matches:
             if key.startswith("C|"):
-                cues[key].add(sentence_of[start])
+                near_cues[key].add(sentence_of[start])
             elif key.startswith("K|"):
                 conditions.add(key[2:])
             else:
@@ -1136,7 +1217,7 @@ class TriageDetector:
             rule_id, group, origin, cue_key = self._target_info[key]
             if cue_key:  # the cue must be in the same sentence or the one before
                 here = sentence_of[start]
-                if not cues.get(cue_key, set()) & {here, here - 1}:
+                if not near_cues.get(cue_key, set()) & {here, here - 1}:
                     continue
             blocked = excluded.get(origin, []) + excluded.get(rule_id, []) + excluded.get("*", [])
             if any(s < end and start < e for s, e in blocked):
@@ -1144,12 +1225,10 @@ class TriageDetector:
             targets.append(Span(doc, start, end, label=origin, kb_id=f"{rule_id}|{group}"))
         if not targets:
             return
-        doc.spans["triage"] = targets
-        if self.context is not None:
-            self.context(doc)
-        for target in doc.spans["triage"]:
+        context = self._context(doc, targets) if self.context is not None else [[] for _ in targets]
+        for target, modifiers in zip(targets, context):
             rule_id, group = target.kb_id_.split("|", 1)
-            status, cue_texts = self._status(target) if self.context is not None else ("asserted", ())
+            status, cue_texts = self._status(target, modifiers)
             start = offsets[target.start_char]
             end = offsets[max(target.end_char - 1, target.start_char)] + 1
             spans.append(TriageSpan(rule=rule_id, group=group, start=start, end=end, text=original[start:end],
@@ -1158,9 +1237,8 @@ class TriageDetector:
                 satisfied[rule_id].add(group)
 
     @staticmethod
-    def _status(target) -> tuple[str, tuple[str, ...]]:
+    def _status(target, modifiers: list) -> tuple[str, tuple[str, ...]]:
         """Whether a mention counts, from the context cues that reach it. When in doubt it counts."""
-        modifiers = list(getattr(target._, "modifiers", ()) or ())
         doc = target.doc
         categories = {m.category for m in modifiers}
         cue_texts = tuple(f"{m.category}:{doc[m.modifier_span[0]:m.modifier_span[1]].text}" for m in modifiers)
@@ -1176,6 +1254,17 @@ class TriageDetector:
             return "resolved", cue_texts
         if "HYPOTHETICAL" in categories and not strong:
             return "hypothetical", cue_texts
+        if "GENERIC_QUESTION" in categories and not strong:
+            # "is a fever normal after?" is a general question; "is numbness in my groin normal?" is a report.
+            sentence = doc[target.start].sent
+            family = {i for m in modifiers if m.category == "FAMILY" for i in range(*m.modifier_span)}
+            reports = any(
+                t.i not in family and (t.lower_ in FIRST_PERSON_REPORT or (
+                    t.lower_ == "i" and t.i + 1 < sentence.end and doc[t.i + 1].lower_ in FIRST_PERSON_VERBS))
+                for t in sentence
+            )
+            if not reports:
+                return "hypothetical", cue_texts
         if "HISTORICAL" in categories and not recent:
             return "historical", cue_texts
         if "FAMILY" in categories and not recent:
@@ -1194,6 +1283,7 @@ class TriageDetector:
 
 
 _DETECTOR: TriageDetector | None = None
+_BUILD_ERROR: str | None = None
 _DETECTOR_LOCK = threading.Lock()
 
 
@@ -1203,12 +1293,34 @@ def build_detector(path: Path | str | None = None, **options: Any) -> TriageDete
 
 def get_detector() -> TriageDetector:
     """The process-wide detector, built on first use from knowledge/triage_rules.yml."""
-    global _DETECTOR
+    global _DETECTOR, _BUILD_ERROR
     if _DETECTOR is None:
         with _DETECTOR_LOCK:
             if _DETECTOR is None:
-                _DETECTOR = build_detector()
+                if _BUILD_ERROR is not None:  # a broken rules file is reported once, not rebuilt per message
+                    raise RuntimeError(_BUILD_ERROR)
+                try:
+                    _DETECTOR = build_detector()
+                except Exception as error:
+                    _BUILD_ERROR = f"{type(error).__name__}: {error}"
+                    raise
     return _DETECTOR
+
+
+def reset_detector() -> None:
+    """Forget the shared detector (tests; after editing the rules file in a running process)."""
+    global _DETECTOR, _BUILD_ERROR
+    with _DETECTOR_LOCK:
+        _DETECTOR, _BUILD_ERROR = None, None
+
+
+def rule_level(rule_id: str) -> str | None:
+    """The level ("emergency" | "urgent") of a rule of the shared detector, None if unknown."""
+    try:
+        rule = get_detector().rules.rule(rule_id)
+    except Exception:
+        return None
+    return rule.level
 
 
 def detect(text: Any) -> TriageResult:
@@ -1216,7 +1328,7 @@ def detect(text: Any) -> TriageResult:
     try:
         detector = get_detector()
     except Exception as error:  # a broken rules file must not take the bot down; it is logged loudly
-        logger.exception("triage: the detector could not be built")
+        logger.error("triage: the detector could not be built: %s", error)
         return TriageResult(level=None, error=f"{type(error).__name__}: {error}")
     try:
         return detector.detect(text)
@@ -1227,5 +1339,5 @@ def detect(text: Any) -> TriageResult:
 
 __all__ = [
     "LEVELS", "RULES_PATH", "TriageDetector", "TriageResult", "TriageRules", "TriageSpan", "build_detector", "detect",
-    "get_detector", "load_rules", "normalise", "normalise_text", "word_forms",
+    "get_detector", "load_rules", "normalise", "normalise_text", "reset_detector", "rule_level", "word_forms",
 ]

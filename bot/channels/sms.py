@@ -361,5 +361,5 @@ class TwilioSmsInput(InputChannel):
         except Exception:
             logger.exception("SMS from %s: no reply from the bot; sent the safe reply.", mask_phone(sender))
             return sms_messages([{"text": safe_reply_text()}])
-        bodies = sms_messages(list(collector.messages))
+        bodies = [fill_placeholders(body) for body in sms_messages(list(collector.messages))]
         return bodies or sms_messages([{"text": safe_reply_text()}])

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from typing import Any
 
 SMS_MAX_CHARS = 320
+SMS_MAX_MESSAGES = 6
+TRUNCATED_NOTE = "That answer is too long for text messages. Please call {clinic_name} at {clinic_phone}."  # filled by the channel
 
 OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
 OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP"})
@@ -153,16 +155,25 @@ def split_sms(text: str, limit: int = SMS_MAX_CHARS) -> list[str]:
     return chunks
 
 
-def sms_messages(messages: Iterable[dict[str, Any]], limit: int = SMS_MAX_CHARS) -> list[str]:
+def sms_messages(
+    messages: Iterable[dict[str, Any]], limit: int = SMS_MAX_CHARS, max_messages: int = SMS_MAX_MESSAGES
+) -> list[str]:
     """The SMS bodies for a bot's collected messages: plain text, joined, split to `limit`.
 
-    When the reply needs several messages each ends with " (1/3)" etc. (phones may show them out
-    of order); the numbering is counted in the limit.
+    A text repeated within one reply is sent once. When the reply needs several messages each ends
+    with " (1/3)" etc. (phones may show them out of order); the numbering counts toward the limit.
+    More than `max_messages` (a runaway reply) is cut to that many, the last one saying so.
     """
-    texts = [message_text(message) for message in messages]
-    text = "\n\n".join(t for t in texts if t)
+    texts: list[str] = []
+    for message in messages:
+        text = message_text(message)
+        if text and text not in texts:
+            texts.append(text)
+    text = "\n\n".join(texts)
     chunks = split_sms(text, limit)
     if len(chunks) <= 1:
         return chunks
     chunks = split_sms(text, limit - 8)  # room for " (12/15)"
+    if len(chunks) > max_messages:
+        chunks = chunks[: max_messages - 1] + [TRUNCATED_NOTE]
     return [f"{chunk} ({number}/{len(chunks)})" for number, chunk in enumerate(chunks, start=1)]

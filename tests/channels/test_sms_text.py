@@ -110,3 +110,14 @@ def test_keyword(body, expected):
 def test_mask_phone(phone, masked):
     assert mask_phone(phone) == masked
     assert "0100" not in mask_phone(phone)
+
+
+def test_a_repeated_text_is_sent_once():
+    message = {"text": "I'm not sure I understood. Please call the clinic."}
+    assert sms_messages([message] * 10) == [message["text"]]
+
+
+def test_a_runaway_reply_is_capped():
+    bodies = sms_messages([{"text": f"{LONG_ANSWER} ({i})"} for i in range(20)], max_messages=4)
+    assert len(bodies) == 4 and bodies[-1].startswith("That answer is too long for text messages. Please call {clinic_name}") and bodies[-1].endswith("(4/4)")
+    assert all(len(body) <= SMS_MAX_CHARS for body in bodies)
