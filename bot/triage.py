@@ -1000,49 +1000,71 @@ class TriageDetector:
     def _context(self, doc, targets: list) -> list[list]:
         """The ConText modifiers (cues) that reach each target.
 
-        This is medspaCy's ConText algorithm (ConTextModifier scopes, ConTextGraph scope limiting and
-        edges) with one change: a cue lying wholly inside a symptom mention is dropped ("not" in "can not
-        move my foot", "keeps" in "keeps bleeding"), while a cue that only partly overlaps or contains a
-        mention applies to it ("nervous about getting an infection"). Results are kept per mention.
+        medspaCy's ConText algorithm: ConTextRule matches become ConTextModifiers with a scope (direction,
+        max_scope, sentence); a modifier's scope is cut where a cue of a category in its ``terminated_by``
+        (or of its own category) begins; a target within a scope gets the modifier. Three changes:
+        * overlaps are tested correctly (medspaCy 1.3.1's ``tuple_overlaps`` misses a span that contains
+          the other, so a sentence-wide clause break never cut a negation with a max_scope);
+        * a cue lying inside a longer cue or inside a symptom mention is dropped ("if" in "not sure if",
+          "not" in "can not move my foot"), and only those: overlapping cues are both kept;
+        * a cue that reaches into a mention applies to it ("is fever normal"), except a negation that
+          only partly overlaps one ("do not have any feeling in my groin" keeps its own negation).
+        Results are kept per mention (spaCy 3.4 keys span extensions by character offsets only).
         """
-        from medspacy.context.context_graph import ConTextGraph
         from medspacy.context.context_modifier import ConTextModifier
 
-        modifiers = []
         rule_map = self.context.rule_map
         matches = sorted(set(self.context(doc)), key=lambda m: (m[1], -m[2]))
         spans = [(start, end) for _, start, end in matches]
+        modifiers = []
         for match_id, start, end in matches:
-            # a cue inside a longer cue is part of it ("if" in "not sure if", "not" in "not sure")
             if any(s <= start and end <= e and (s, e) != (start, end) for s, e in spans):
                 continue
-            # a cue inside a symptom mention is part of it ("not" in "can not move my foot")
             if any(t.start <= start and end <= t.end and (t.start, t.end) != (start, end) for t in targets):
                 continue
             modifiers.append(ConTextModifier(rule_map[self.nlp.vocab.strings[match_id]], start, end, doc))
         per_target: list[list] = [[] for _ in targets]
         if not modifiers:
             return per_target
-        graph = ConTextGraph(prune_on_modifier_overlap=False)
-        graph.targets = targets
-        graph.modifiers = modifiers
-        graph.update_scopes()
-        graph.apply_modifiers()
-        position = {id(t): i for i, t in enumerate(targets)}
-        for target, modifier in graph.edges:
-            per_target[position[id(target)]].append(modifier)
-        for modifier in modifiers:
-            if modifier.direction in ("TERMINATE", "PSEUDO"):
+
+        def overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+            return a[0] < b[1] and b[0] < a[1]
+
+        scopes = {id(m): list(m.scope_span) for m in modifiers}
+        for m in modifiers:
+            if m.direction in ("TERMINATE", "PSEUDO"):
                 continue
-            m_start, m_end = modifier.modifier_span
-            for i, target in enumerate(targets):
-                if not (m_start < target.end and target.start < m_end) or not modifier.allows(target.label_.upper()):
+            scope = scopes[id(m)]
+            m_start, m_end = m.modifier_span
+            for other in modifiers:
+                if other is m:
                     continue
-                contains = m_start <= target.start and target.end <= m_end
-                # Negation words inside a mention are part of it ("not have any feeling"); other cues that
-                # reach into a mention apply to it ("is fever normal", "nervous about getting an infection").
-                if (contains or modifier.category != "NEGATED_EXISTENCE") and modifier not in per_target[i]:
-                    per_target[i].append(modifier)
+                o_start, o_end = other.modifier_span
+                if not (other.direction == "TERMINATE" or other.category in m.rule.terminated_by
+                        or other.category == m.category):
+                    continue
+                if other.category == m.category and (m.allowed_types != other.allowed_types
+                                                     or m.excluded_types != other.excluded_types):
+                    continue
+                if m.direction in ("FORWARD", "BIDIRECTIONAL") and o_start >= m_end:
+                    scope[1] = min(scope[1], o_start)
+                if m.direction in ("BACKWARD", "BIDIRECTIONAL") and o_end <= m_start:
+                    scope[0] = max(scope[0], o_end)
+        for m in modifiers:
+            if m.direction in ("TERMINATE", "PSEUDO"):
+                continue
+            scope = tuple(scopes[id(m)])
+            m_span = m.modifier_span
+            for i, target in enumerate(targets):
+                if not m.allows(target.label_.upper()):
+                    continue
+                t_span = (target.start, target.end)
+                if overlap(m_span, t_span):
+                    contains = m_span[0] <= t_span[0] and t_span[1] <= m_span[1]
+                    if contains or m.category != "NEGATED_EXISTENCE":
+                        per_target[i].append(m)
+                elif scope[0] < scope[1] and overlap(scope, t_span):
+                    per_target[i].append(m)
         return per_target
 
     # -- per message --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 from tests.channels.twilio_requests import TEST_AUTH_TOKEN
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped when tests/channels is done, before other stacks start
 def channel_stack(tmp_path_factory):
     from tests.support.stack import MODEL, BotStack
 

@@ -34,7 +34,7 @@ def session_id(chat: ChatPage) -> str:
 
 def test_patient_conversation_in_the_browser(browser, site, channel_stack):
     settings = clinic_settings()
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
     chat = ChatPage(context.new_page(), site)
     chat.open_page().open_chat()
     chat.wait_connected()
