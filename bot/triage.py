@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from bot.datafile import DataFileError, read_yaml, require_text
 from bot.paths import KNOWLEDGE_DIR
@@ -86,6 +86,7 @@ CONTEXT_CATEGORIES = {
     "historical": "HISTORICAL",
     "resolved": "RESOLVED",
     "other_person": "FAMILY",
+    "not_the_patient": "NOT_PATIENT",
     "expected": "EXPECTED",
     "low_temperature": "LOW_TEMPERATURE",
     "possible": "POSSIBLE_EXISTENCE",
@@ -102,6 +103,10 @@ FIRST_PERSON = frozenset({"i", "my", "me", "myself", "mine", "im"})
 # "my", or "I" + a verb of reporting: what makes a question about a symptom a report about oneself
 # ("is numbness in my groin normal?", "i have chest pain, do i call?"); "do i call 911 for chest pain?" is not.
 FIRST_PERSON_REPORT = frozenset({"my", "me", "myself", "mine"})
+# Present tense next to a symptom of another adult: a caregiver reporting now ("my wife can't move her arm",
+# "my husband is slurring"), unlike "my mom had a headache after hers".
+PRESENT_TENSE = frozenset({"is", "are", "am", "has", "keeps", "keep", "can", "will", "does", "seems", "looks", "feels",
+                           "sounds", "'s", "'re", "isnt", "cant", "wont", "doesnt"})
 FIRST_PERSON_VERBS = frozenset({"am", "have", "has", "had", "feel", "felt", "got", "was", "keep", "kept", "can", "could",
                                 "think", "woke", "just", "still", "started", "noticed", "noticing", "get", "been", "'m",
                                 "'ve", "seem", "cant", "can't"})
@@ -133,11 +138,11 @@ class TriageSpan:
 
 @dataclass(frozen=True)
 class TriageResult:
-    level: Optional[str]  # noqa: UP007 - kept as Optional for readers of the contract
+    level: str | None  # "emergency" | "urgent" | None
     symptoms: tuple[str, ...] = ()
     spans: tuple[TriageSpan, ...] = ()  # asserted mentions of the fired rules, in text order
     ignored: tuple[TriageSpan, ...] = ()  # mentions that did not count (negated, hypothetical ...)
-    error: Optional[str] = None  # noqa: UP007
+    error: str | None = None  # set only if the detector itself failed (logged); level is then None
 
     @property
     def urgent(self) -> bool:
@@ -503,7 +508,7 @@ def load_rules(path: Path | str | None = None) -> TriageRules:
         ids.append(rule_id)
 
     own_patterns: dict[str, tuple[Pattern, ...]] = {}
-    raw_by_id = dict(zip(ids, raw_rules))
+    raw_by_id = dict(zip(ids, raw_rules, strict=True))
     for rule_id, item in raw_by_id.items():
         unknown = set(item) - RULE_FIELDS
         if unknown:
@@ -749,7 +754,7 @@ class _MatcherBank:
             number = self._by_trigger.get(trigger)
             if number is None:
                 number = self._by_trigger[trigger] = len(self.matchers)
-                self.matchers.append(Matcher(self.vocab, validate=True))
+                self.matchers.append(Matcher(self.vocab))  # generated patterns: no schema validation (slow)
                 for word in trigger:
                     self.index[word].append(number)
             self.matchers[number].add(key, patterns)
@@ -1248,7 +1253,7 @@ class TriageDetector:
         if not targets:
             return
         context = self._context(doc, targets) if self.context is not None else [[] for _ in targets]
-        for target, modifiers in zip(targets, context):
+        for target, modifiers in zip(targets, context, strict=True):
             rule_id, group = target.kb_id_.split("|", 1)
             status, cue_texts = self._status(target, modifiers)
             start = offsets[target.start_char]
@@ -1289,13 +1294,13 @@ class TriageDetector:
                 return "hypothetical", cue_texts
         if "HISTORICAL" in categories and not recent:
             return "historical", cue_texts
-        if "FAMILY" in categories and not recent:
-            family_tokens = set()
-            for m in modifiers:
-                if m.category == "FAMILY":
-                    family_tokens.update(range(*m.modifier_span))
-            window = range(max(0, target.start - 3), target.end)
-            if not any(doc[i].lower_ in FIRST_PERSON and i not in family_tokens for i in window):
+        if categories & {"FAMILY", "NOT_PATIENT"} and not recent:
+            others = {i for m in modifiers if m.category in {"FAMILY", "NOT_PATIENT"} for i in range(*m.modifier_span)}
+            sentence = doc[target.start].sent
+            window = range(max(sentence.start, target.start - 4), min(sentence.end, target.end + 2))
+            mine = any(doc[i].lower_ in FIRST_PERSON and i not in others for i in range(max(0, target.start - 3), target.end))
+            present = any(doc[i].lower_ in PRESENT_TENSE and i not in others for i in window)
+            if not mine and ("NOT_PATIENT" in categories or not present):
                 return "other_person", cue_texts
         return "asserted", cue_texts
 

@@ -61,6 +61,12 @@ def test_reading_level_is_grade_8_or_below(kb, domain):
             grade = reading_grade(variant.get("text", ""))
             if grade > MAX_GRADE:
                 hard[f"{response}[{number}]"] = grade
+    from bot import messages
+
+    for name in ("SAFE_REPLY", "EMPTY_REPLY", "FALLBACK_REPLY"):
+        grade = reading_grade(getattr(messages, name))
+        if grade > MAX_GRADE:
+            hard[name] = grade
     assert not hard, f"above grade {MAX_GRADE}: {hard}"
 
 

@@ -288,7 +288,9 @@ def test_bytes_are_read_as_text():
     "no " * 3_400, "i do not have a fever. ", "what if i get a fever? ",
 ], ids=["questions", "one-long-word", "la-la", "html", "no-no-no", "negated-sentences", "hypothetical-sentences"])
 def test_urgent_phrase_at_the_end_of_a_very_long_message_is_found(filler):
-    text = (filler * (10_000 // len(filler) + 1))[: 10_000 - len(URGENT_TAIL)] + URGENT_TAIL
+    room = 10_000 - len(URGENT_TAIL)
+    body = filler * (room // len(filler)) if len(filler) <= room else filler[:room]
+    text = body + " " * (room - len(body)) + URGENT_TAIL
     assert len(text) == 10_000
     result = triage.detect(text)
     assert result.level == "emergency", describe({"line": "-", "text": text[-200:]}, result)
