@@ -11,21 +11,27 @@ How a message is read (all rule-based, nothing downloaded, deterministic):
 1. Normalise: lower case, HTML tags dropped, SMS shorthand spelled out ("cant" -> "can not",
    "temp" -> "temperature", "u" -> "you", "hrs" -> "hours" ...), "101f" -> "101 f", "8/10" -> "8 out of 10".
    A map keeps every character's position in the original text, so spans point into what the patient wrote.
-2. spaCy ``blank("en")``: tokenizer, then token flags (misspellings corrected with rapidfuzz against the
-   rules' words, fever-range / below-fever temperatures, long durations), the lookup lemmatizer from
-   spacy-lookups-data and the sentencizer.
-3. A spaCy Matcher built from ``knowledge/triage_rules.yml`` finds symptom mentions ("targets"); a
-   PhraseMatcher finds the rules' exclusions ("hay fever").
-4. medspaCy ConText, with this project's own context rules (also in the rules file), marks each mention
-   as negated ("no fever"), hypothetical ("what if I get a fever"), historical/resolved ("my fever last
-   month is gone"), about someone else ("my mom had a headache after hers") or an expected short-lived
-   effect ("numb for a few hours"), unless a current-report cue ("since", "still", "now", "20 hrs after",
-   "keeps") says it is happening now. When in doubt, a mention counts.
+2. spaCy ``blank("en")``: tokenizer, then token flags (misspellings of the rules' words corrected with
+   rapidfuzz -- only for words that are not in the English word lists of spacy-lookups-data, so "never" is
+   never read as "fever" --, fever-range / below-fever temperatures, long durations, fast pulse), the
+   lookup lemmatizer (spacy-lookups-data; its tables also give each pattern word its inflected forms) and
+   the sentencizer.
+3. spaCy Matchers built from ``knowledge/triage_rules.yml`` find symptom mentions ("targets"). The ~6,000
+   generated patterns are filed in small Matchers under a word they cannot match without, so only a few run
+   per message. Exclusions ("hay fever") come from a PhraseMatcher and a Matcher.
+4. medspaCy ConText with this project's own cue rules (also in the rules file) marks each mention as
+   negated ("no fever"), hypothetical ("what if I get a fever"), historical/resolved ("my fever last month
+   is gone"), someone else's ("my mom had a headache after hers") or an expected short-lived effect ("numb
+   for a few hours"), unless a current-report cue ("since", "still", "keeps", "20 hrs after") says it is
+   happening now. When in doubt, a mention counts. (See ``TriageDetector._context`` for the three places
+   where this differs from medspaCy's own ConText component.)
 5. A rule fires when one of its mentions counts (or, for combination rules, when every part of one of its
    combinations counts). Level: emergency if any emergency rule fired, else urgent.
 
-Long texts are scanned in chunks (cut at sentence ends), so a symptom at the end of a 10,000-character
-message is still found. ``detect`` never raises: bad input gives an empty result.
+Long texts are scanned in chunks (cut at sentence ends; beyond 20,000 characters the first 16,000 and the
+last 4,000 are read), so a symptom at the end of a 10,000-character message is still found. The detector is
+built once per process (``get_detector``); ``detect`` never raises: bad input gives an empty result, and an
+internal failure is logged and reported in ``TriageResult.error``.
 """
 
 from __future__ import annotations
@@ -754,7 +760,7 @@ class _MatcherBank:
             number = self._by_trigger.get(trigger)
             if number is None:
                 number = self._by_trigger[trigger] = len(self.matchers)
-                self.matchers.append(Matcher(self.vocab))  # generated patterns: no schema validation (slow)
+                self.matchers.append(Matcher(self.vocab, validate=False))  # generated patterns: skip the slow schema check
                 for word in trigger:
                     self.index[word].append(number)
             self.matchers[number].add(key, patterns)
