@@ -15,16 +15,7 @@ from rasa.core.lock_store import InMemoryLockStore, LockStore, RedisLockStore
 from rasa.core.tracker_store import SQLTrackerStore
 from sqlalchemy.engine.url import make_url
 
-from bot.paths import VAR_DIR
-
-
-def tracker_db_url() -> str:
-    """SQLAlchemy URL of the tracker store."""
-    url = os.environ.get("TRACKER_DB_URL", "").strip()
-    if url:
-        return url
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{VAR_DIR / 'tracker.db'}"
+from bot.paths import tracker_db_url
 
 
 class ClinicTrackerStore(SQLTrackerStore):

@@ -21,7 +21,7 @@ What it does, in order, for each request Twilio sends (form-encoded, signed):
    characters, cut between sentences. After SMS_REPLY_TIMEOUT_S (<= 12 s) a safe reply with the
    clinic's number is sent instead; the bot keeps processing and the tracker keeps its answer.
 
-Phone numbers are masked (bot.channels.sms_text.mask_phone) wherever this module logs them.
+Phone numbers are masked (bot.privacy.mask_sender) wherever this module logs them.
 Opt-outs and seen MessageSids live in SMS_STATE_DB_URL (default: the tracker database, TRACKER_DB_URL).
 """
 
@@ -53,10 +53,11 @@ from bot.channels.sms_text import (
     OPT_IN_WHEN_OPTED_OUT,
     OPT_OUT_KEYWORDS,
     keyword,
-    mask_phone,
     sms_messages,
 )
 from bot.messages import EMPTY_REPLY
+from bot.paths import tracker_db_url
+from bot.privacy import mask_sender
 from bot.settings import fill_placeholders
 
 logger = logging.getLogger(__name__)
@@ -103,13 +104,8 @@ def _now() -> dt.datetime:
 
 
 def state_db_url() -> str:
-    """SMS_STATE_DB_URL, else the tracker store's database (bot.storage.tracker_db_url)."""
-    url = os.environ.get("SMS_STATE_DB_URL", "").strip()
-    if url:
-        return url
-    from bot.storage import tracker_db_url
-
-    return tracker_db_url()
+    """SMS_STATE_DB_URL, else the tracker store's database."""
+    return os.environ.get("SMS_STATE_DB_URL", "").strip() or tracker_db_url()
 
 
 class SmsStateStore:
@@ -319,7 +315,7 @@ class TwilioSmsInput(InputChannel):
         sender = params.first("From").strip()
         body = params.first("Body")
         message_sid = params.first("MessageSid") or params.first("SmsSid")
-        who = mask_phone(sender)
+        who = mask_sender(sender)
         if not sender:
             return []
         if message_sid and not await asyncio.to_thread(self.state.claim, message_sid):
@@ -359,7 +355,7 @@ class TwilioSmsInput(InputChannel):
             # the guard answers with the safe reply after timeout_s; the outer cap is only a backstop
             await asyncio.wait_for(guard_handler(on_new_message, timeout_s=timeout_s)(message), timeout=timeout_s + 1.5)
         except Exception:
-            logger.exception("SMS from %s: no reply from the bot; sent the safe reply.", mask_phone(sender))
+            logger.exception("SMS from %s: no reply from the bot; sent the safe reply.", mask_sender(sender))
             return sms_messages([{"text": safe_reply_text()}])
         bodies = [fill_placeholders(body) for body in sms_messages(list(collector.messages))]
         return bodies or sms_messages([{"text": safe_reply_text()}])

@@ -48,19 +48,6 @@ def keyword(body: str | None) -> str | None:
     return word.upper()
 
 
-def mask_phone(phone: Any) -> str:
-    """A phone number safe for logs: "+15550100142" -> "+1*******42" (country code and last two digits)."""
-    text = str(phone or "")
-    digits = re.sub(r"\D", "", text)
-    if not digits:
-        return "***"
-    if len(digits) <= 4:
-        return "*" * len(digits)
-    prefix = "+" + digits[0] if "+" in text else ""
-    hidden = len(digits) - 2 - (1 if prefix else 0)
-    return f"{prefix}{'*' * hidden}{digits[-2:]}"
-
-
 def plain_text(text: str) -> str:
     """Markdown/HTML-free, GSM-friendly plain text, keeping line breaks and "- " bullets."""
     text = unicodedata.normalize("NFC", str(text or ""))

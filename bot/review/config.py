@@ -2,7 +2,7 @@
 
 | variable | default | what |
 | --- | --- | --- |
-| TRACKER_DB_URL | sqlite:///<project>/var/tracker.db | conversations (read through `bot.storage.tracker_db_url`) |
+| TRACKER_DB_URL | sqlite:///<project>/var/tracker.db | conversations (read through `bot.paths.tracker_db_url`) |
 | REVIEW_DB_URL | sqlite:///<project>/var/review.db | staff accounts, login failures, access log |
 | REVIEW_PORT / REVIEW_HOST | 8081 / 127.0.0.1 | where `python -m bot.review serve` listens |
 | REVIEW_SECRET_KEY | generated into var/review_secret (0600) | signs session cookies and CSRF tokens |
@@ -18,22 +18,9 @@ import secrets
 from datetime import tzinfo
 from pathlib import Path
 
-from bot.paths import VAR_DIR
+from bot.paths import VAR_DIR, tracker_db_url  # noqa: F401  (re-exported)
 
 DEFAULT_PORT = 8081
-
-
-def tracker_db_url() -> str:
-    """The tracker store URL, from the shared storage module (same default as the bot)."""
-    try:
-        from bot.storage import tracker_db_url as shared
-    except ImportError:  # pragma: no cover - bot.storage is part of the project
-        url = os.environ.get("TRACKER_DB_URL", "").strip()
-        if url:
-            return url
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{VAR_DIR / 'tracker.db'}"
-    return shared()
 
 
 def review_db_url() -> str:

@@ -9,12 +9,12 @@ import pytest
 from bot.channels.sms_text import (
     SMS_MAX_CHARS,
     keyword,
-    mask_phone,
     message_text,
     plain_text,
     sms_messages,
     split_sms,
 )
+from bot.privacy import mask_sender
 
 LONG_ANSWER = (
     "Do not eat or drink anything after midnight the night before, unless your care team tells you otherwise. "
@@ -104,12 +104,12 @@ def test_keyword(body, expected):
 
 @pytest.mark.parametrize(
     "phone, masked",
-    [("+15550100142", "+1********42"), ("5550100142", "********42"), ("whatsapp:+447700900123", "+4*********23"),
-     ("", "***"), (None, "***"), ("123", "***")],
+    [("+15550100142", "+1•••••0142"), ("5550100142", "5•••••0142"), ("whatsapp:+447700900123", "+4•••••0123"),
+     ("", ""), (None, "")],
 )
-def test_mask_phone(phone, masked):
-    assert mask_phone(phone) == masked
-    assert "0100" not in mask_phone(phone)
+def test_phone_numbers_are_masked_in_sms_logs(phone, masked):
+    assert mask_sender(phone) == masked
+    assert "55501" not in mask_sender(phone)
 
 
 def test_a_repeated_text_is_sent_once():
