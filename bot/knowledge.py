@@ -172,7 +172,7 @@ class KnowledgeBase:
             text = getattr(entry.answers["general"], form)
             return Reply(fill_placeholders(text, settings), entry.id, procedure)
         if form == "sms":
-            question = "Is your injection in your lower back (lumbar) or your neck (cervical)? Reply BACK or NECK."
+            question = "Is your injection in your lower back (lumbar) or your neck (cervical)? Reply LOWER BACK or NECK."
             return Reply(question, entry.id, None, asks_for_procedure=True)
         parts = [
             "It depends on where your injection is.",
