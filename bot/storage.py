@@ -53,7 +53,7 @@ class ClinicLockStore(LockStore):
                 db=int(url.database or 0),
                 password=url.password,
                 use_ssl=url.drivername == "rediss",
-                key_prefix=os.environ.get("REDIS_LOCK_PREFIX", "spine_clinic"),
+                key_prefix=os.environ.get("REDIS_LOCK_PREFIX", "spineclinic"),
             )
         else:
             self.inner = InMemoryLockStore()

@@ -21,4 +21,4 @@ $RASA test core --model models/clinic.tar.gz --stories tests/stories --fail-on-p
   --out results/stories --quiet --no-plot
 
 step "pytest (unit, knowledge, triage, actions, held-out NLU accuracy, real server, browser, review)"
-$PY -m pytest tests -q -p no:cacheprovider
+REVIEW_REQUIRE_POSTGRES=1 $PY -m pytest tests -q -p no:cacheprovider

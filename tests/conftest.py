@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,17 @@ def bot_stack(tmp_path_factory):
     stack.start()
     yield stack
     stack.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str | None:
+    """URL of a reachable PostgreSQL (found or started by scripts/ensure_postgres.sh), or None."""
+    if os.environ.get("REVIEW_TEST_POSTGRES", "1") == "0":
+        return None
+    try:
+        result = subprocess.run(["bash", str(ROOT / "scripts" / "ensure_postgres.sh")], capture_output=True,
+                                text=True, timeout=300, cwd=ROOT)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    url = result.stdout.strip().splitlines()[-1] if result.returncode == 0 and result.stdout.strip() else ""
+    return url or None

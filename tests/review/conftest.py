@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
 
-from tests.review.conversations import CONVERSATIONS, MODEL, ROOT, fill_in_code, fill_with_real_bot, load_rows, read_rows
+from tests.review.conversations import CONVERSATIONS, MODEL, fill_in_code, fill_with_real_bot, load_rows, read_rows
 
 # How the conversations are produced: "stack" = real messages through the real bot (needs `make model`),
 # "code" = the same conversations as rasa events saved through SQLTrackerStore. This is the switch:
@@ -28,19 +27,6 @@ SECRET = "test-secret-" + "x" * 40
 
 
 # --- databases -------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def postgres_server_url() -> str | None:
-    if os.environ.get("REVIEW_TEST_POSTGRES", "1") == "0":
-        return None
-    try:
-        result = subprocess.run(["bash", str(ROOT / "scripts" / "ensure_postgres.sh")], capture_output=True,
-                                text=True, timeout=300, cwd=ROOT)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    url = result.stdout.strip().splitlines()[-1] if result.returncode == 0 and result.stdout.strip() else ""
-    return url or None
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def backend(request, postgres_server_url) -> str:
     if request.param == "postgresql" and not postgres_server_url:
