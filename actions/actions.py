@@ -60,6 +60,30 @@ class ActionAnswerTopic(Action):
         return _send(dispatcher, kb.reply(entry, procedure, _channel(tracker)))
 
 
+class ActionAnswerAfterTriage(Action):
+    """After the seek-care message, also answer a question asked in the same message.
+
+    "can i shower? also my site is red and oozing" escalates first (a rule, no action server needed),
+    then this answers the shower question if the classifier had recognised it before triage took over.
+    """
+
+    min_confidence = 0.5
+
+    def name(self) -> str:
+        return "action_answer_after_triage"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
+        before = tracker.latest_message.get("intent_before_triage") or {}
+        entry = knowledge_base().entry_for_intent(before.get("name"))
+        if entry is None or float(before.get("confidence") or 0.0) < self.min_confidence:
+            return []
+        reply = knowledge_base().reply(entry, tracker.get_slot("procedure"), _channel(tracker))
+        if reply.asks_for_procedure:
+            return []
+        dispatcher.utter_message(text=f"About your question:\n{reply.text}")
+        return [SlotSet("last_topic", reply.entry_id)]
+
+
 class ActionFallbackAnswer(Action):
     """NLU was unsure: answer only when the message closely matches a known question; never guess."""
 

@@ -47,7 +47,7 @@ if [ -f bot/review/__main__.py ]; then
   pids+=($!)
 fi
 
-echo "Starting (the model takes ~30 s to load; logs in var/*.log) ..."
+echo "Starting (ready in about 10 s; logs in var/*.log) ..."
 for _ in $(seq 1 180); do
   if curl -fs "http://127.0.0.1:$RASA_PORT/status?token=$RASA_AUTH_TOKEN" >/dev/null 2>&1; then break; fi
   sleep 1

@@ -7,7 +7,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.actions import ActionAnswerTopic, ActionFallbackAnswer
+from actions.actions import ActionAnswerAfterTriage, ActionAnswerTopic, ActionFallbackAnswer
 from bot.knowledge import knowledge_base
 from bot.messages import FALLBACK_REPLY
 from bot.settings import clinic_settings, fill_placeholders
@@ -108,3 +108,26 @@ def test_fallback_answers_a_strong_match_only():
     texts, events = run(ActionFallbackAnswer(), make_tracker("nlu_fallback", "purple monkey dishwasher"))
     assert texts == [fill_placeholders(FALLBACK_REPLY)] and events == []
     assert clinic_settings().clinic_phone in texts[0]
+
+
+def triaged_tracker(before: dict | None, channel: str = "rest") -> Tracker:
+    tracker = make_tracker("report_urgent_symptom", "can i shower? also the site is red and oozing", channel=channel)
+    if before is not None:
+        tracker.latest_message["intent_before_triage"] = before
+    return tracker
+
+
+def test_after_escalation_the_question_in_the_same_message_is_answered():
+    entry = knowledge_base().entry_for_intent("ask_bandages")
+    texts, events = run(ActionAnswerAfterTriage(), triaged_tracker({"name": "ask_bandages", "confidence": 0.8}))
+    assert texts[0].startswith("About your question:") and entry.answers["general"].web[:40] in texts[0]
+    assert events == [SlotSet("last_topic", entry.id)]
+
+
+@pytest.mark.parametrize(
+    "before",
+    [None, {"name": "report_urgent_symptom", "confidence": 0.9}, {"name": "ask_bandages", "confidence": 0.3},
+     {"name": "out_of_scope", "confidence": 0.9}, {"name": "nlu_fallback", "confidence": 0.4}],
+)
+def test_after_escalation_nothing_more_is_said_without_a_clear_question(before):
+    assert run(ActionAnswerAfterTriage(), triaged_tracker(before)) == ([], [])

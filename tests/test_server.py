@@ -117,3 +117,12 @@ def test_conversations_survive_a_restart(tmp_path):
     with BotStack(env={"TRACKER_DB_URL": db}, with_actions=False) as second:
         texts = [e.get("text") for e in second.tracker(sender)["events"] if e["event"] == "user"]
         assert "hello there" in texts
+
+
+def test_urgent_mention_second_escalates_first_then_answers_the_question(bot_stack):
+    sender = new_id()
+    messages = [m["text"] for m in bot_stack.send(sender, "can i drive home after? btw my chest hurts a lot") if m.get("text")]
+    assert clinic_settings().emergency_number in messages[0]  # seek-care comes first
+    later = "\n".join(messages[1:])
+    assert "About your question:" in later and "drive" in later.lower()
+    assert bot_stack.tracker(sender)["slots"]["triage_level"] == "emergency"

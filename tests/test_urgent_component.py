@@ -169,3 +169,10 @@ def test_an_unsure_classifier_report_becomes_a_fallback_not_a_dead_end():
     component.process([message])
     assert message.get("intent")["name"] == "nlu_fallback"
     assert not message.get("entities")
+
+
+def test_the_classifier_intent_is_kept_for_answering_the_question_afterwards(component):
+    msg = message("can i shower? also the site is red and oozing", intent="ask_bandages", confidence=0.9)
+    component.process([msg])
+    assert msg.get("intent")["name"] == URGENT_INTENT
+    assert msg.get("intent_before_triage") == {"name": "ask_bandages", "confidence": 0.9}

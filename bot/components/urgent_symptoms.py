@@ -45,6 +45,7 @@ URGENT_INTENT = "report_urgent_symptom"
 LEVEL_ENTITY = "triage_level"
 SYMPTOM_ENTITY = "symptom"
 FALLBACK_INTENT = "nlu_fallback"
+INTENT_BEFORE_TRIAGE = "intent_before_triage"
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
@@ -93,6 +94,8 @@ class UrgentSymptomDetector(GraphComponent, IntentClassifier, EntityExtractorMix
             return
         intent_name = self.component_config["intent"]
         intent = {INTENT_NAME_KEY: intent_name, PREDICTED_CONFIDENCE_KEY: 1.0}
+        # Kept so the patient's question in the same message can be answered after the seek-care message.
+        message.set(INTENT_BEFORE_TRIAGE, dict(message.get(INTENT) or {}), add_to_output=True)
         ranking = [
             dict(item) for item in (message.get(INTENT_RANKING_KEY) or [])
             if isinstance(item, dict) and item.get(INTENT_NAME_KEY) != intent_name
