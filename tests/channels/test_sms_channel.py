@@ -6,43 +6,16 @@ signatures, TwiML, opt-out/opt-in/help, duplicate MessageSids, empty and long bo
 
 from __future__ import annotations
 
-import asyncio
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from bot.channels.sms import SmsStateStore, TwilioSmsInput, twiml
 from bot.channels.sms_text import SMS_MAX_CHARS
-from bot.settings import clinic_settings
+from bot.settings import clinic_settings, fill_placeholders
+from tests.channels.fake_bot import EMERGENCY, FakeBot
 from tests.channels.local_server import LocalChannelServer
 from tests.channels.twilio_requests import TEST_AUTH_TOKEN, new_phone, new_sid, post_sms, sign, twilio_params
-
-LONG_REPLY = " ".join(
-    f"Sentence number {i} tells you one more thing about getting ready for your injection." for i in range(12)
-)
-
-
-class FakeBot:
-    """Behaves like Rasa's on_new_message: records the message, answers through the output channel."""
-
-    def __init__(self) -> None:
-        self.received = []
-        self.delay_s = 0.0
-
-    async def __call__(self, message) -> None:
-        self.received.append(message)
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
-        text = message.text
-        if "long" in text:
-            reply = {"text": LONG_REPLY}
-        elif "leg gave out" in text:
-            reply = {"text": "This could be serious.\n\nCall 911 now.", "custom": {"kind": "seek_care", "level": "emergency"}}
-        elif "markup" in text:
-            reply = {"text": "**Bold** & <tags> \"quotes\"", "buttons": [{"title": "Yes", "payload": "/affirm"}]}
-        else:
-            reply = {"text": f"channel={message.output_channel.name()} you said {len(text)} chars"}
-        await message.output_channel.send_response(message.sender_id, reply)
 
 
 @pytest.fixture()
@@ -62,12 +35,12 @@ def server(tmp_path, bot):
 
 def test_a_signed_message_reaches_the_bot_and_gets_twiml(server, bot):
     phone = new_phone()
-    reply = post_sms(server.webhook, twilio_params(phone, "can i drive home"))
+    reply = post_sms(server.webhook, twilio_params(phone, "can i eat before"))
     assert reply.status == 200
-    assert reply.messages == ["channel=sms you said 16 chars"]
+    assert reply.messages == ["channel=sms you said: can i eat before (16 chars)"]
     assert len(bot.received) == 1
     message = bot.received[0]
-    assert message.sender_id == phone and message.input_channel == "sms" and message.text == "can i drive home"
+    assert message.sender_id == phone and message.input_channel == "sms" and message.text == "can i eat before"
 
 
 @pytest.mark.parametrize("signature", [None, "", "bm90IGEgc2lnbmF0dXJl", "forged-by-wrong-token"])
@@ -198,7 +171,8 @@ def test_markup_is_plain_and_xml_escaped(server, bot):
 
 def test_seek_care_text_is_sent_and_custom_payload_dropped(server, bot):
     reply = post_sms(server.webhook, twilio_params(new_phone(), "my leg gave out"))
-    assert reply.messages == ["This could be serious.\n\nCall 911 now."]
+    assert reply.messages == [fill_placeholders(EMERGENCY)]
+    assert "seek_care" not in reply.text
 
 
 def test_a_slow_bot_gets_the_safe_reply_in_time(server, bot):
