@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from tests.review.conftest import PASSWORD, ROOT, USERNAME
-from tests.review.conversations import SCRIPT_TAG
+from tests.review.conftest import PASSWORD, USERNAME
+from tests.review.conversations import ROOT, SCRIPT_TAG
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

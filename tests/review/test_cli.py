@@ -16,8 +16,7 @@ import sqlalchemy as sa
 from bot.review import accesslog, auth
 from bot.review.cli import main
 from bot.review.db import review_engine
-from tests.review.conftest import ROOT
-from tests.review.conversations import by_key
+from tests.review.conversations import ROOT, by_key
 
 PHONE = by_key("sms_emergency").sender_id
 MASKED = "+1•••••4567"
