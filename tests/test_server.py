@@ -70,8 +70,9 @@ def test_bad_input_gets_a_polite_reply(bot_stack, text):
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[1, 2]", b'{"message": "hi"}', b'{"sender": {"a": 1}, "message": "hi"}', b'{"sender": "a", "message": 5}'],
-    ids=["not-json", "list", "no-sender", "object-sender", "number-message"],
+    [b"not json", b"[1, 2]", b'{"message": "hi"}', b'{"sender": {"a": 1}, "message": "hi"}', b'{"sender": "a", "message": 5}',
+     b'{"sender": "a\\n", "message": "hi"}', b'{"sender": "' + b"a" * 300 + b'", "message": "hi"}'],
+    ids=["not-json", "list", "no-sender", "object-sender", "number-message", "newline-sender", "huge-sender"],
 )
 def test_malformed_requests_get_400(bot_stack, body):
     request = urllib.request.Request(
@@ -126,3 +127,8 @@ def test_urgent_mention_second_escalates_first_then_answers_the_question(bot_sta
     later = "\n".join(messages[1:])
     assert "About your question:" in later and "drive" in later.lower()
     assert bot_stack.tracker(sender)["slots"]["triage_level"] == "emergency"
+
+
+def test_any_reasonable_sender_id_is_accepted(bot_stack):
+    for sender in ("eval 0001 / batch-2", "user@example.org", "12345"):
+        assert bot_stack.send(sender, "hello")

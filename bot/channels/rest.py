@@ -17,7 +17,7 @@ from sanic.request import Request
 
 from bot.channels.guard import guard_handler
 
-SENDER_PATTERN = re.compile(r"^[\w.:@+\-]{1,128}$")
+SENDER_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,256}\Z")  # any text without control characters
 MAX_BODY_BYTES = 100_000
 
 
@@ -35,7 +35,7 @@ def rest_request_problem(request: Request) -> str | None:
     if isinstance(sender, int) and not isinstance(sender, bool):
         sender = str(sender)
     if not isinstance(sender, str) or not SENDER_PATTERN.match(sender):
-        return "'sender' must be 1-128 letters, digits or . : @ + - _"
+        return "'sender' must be a text of 1-256 characters without control characters"
     if "message" in body and body["message"] is not None and not isinstance(body["message"], str):
         return "'message' must be text"
     if "metadata" in body and body["metadata"] is not None and not isinstance(body["metadata"], dict):
