@@ -60,7 +60,8 @@ bench: setup-test $(MODEL)
 	$(PY) scripts/bench.py
 
 staff-user: setup
-	$(PY) -m bot.review create-user $(USERNAME)
+	@test -n "$(USERNAME)" || { echo "usage: make staff-user USERNAME=name"; exit 2; }
+	$(PY) -m bot.review create-user "$(USERNAME)"
 
 # Re-pin every package after editing requirements.in (needs network to PyPI).
 lock: setup
