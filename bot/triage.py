@@ -427,6 +427,17 @@ def _parse_pattern_item(item: Any, word_lists, gap: int) -> Pattern:
     return Pattern(source=str(item), elements=_parse_pattern(item, word_lists, gap))
 
 
+def _rule_ids(path: Path, field: str, value: Any, known: Any) -> list[str] | None:
+    """A list of rule ids from a context cue (`applies_to` / `not_for`), each one checked to exist."""
+    if value is None:
+        return None
+    names = _text_list(path, None, field, value, allow_empty=False)
+    for name in names:
+        if name not in known:
+            raise DataFileError(path, f"'{name}' is not a rule id", field=field)
+    return names
+
+
 def _text_list(path: Path, entry: str | None, field_name: str, value: Any, allow_empty: bool = True) -> list:
     if value is None:
         value = []
@@ -634,18 +645,9 @@ def load_rules(path: Path | str | None = None) -> TriageRules:
         for name in stops_at:
             if name not in CONTEXT_CATEGORIES:
                 raise DataFileError(path, f"'{name}' is not a context category", field=f"{where}.stops_at")
-        applies_to = item.get("applies_to")
-        if applies_to is not None:
-            applies_to = _text_list(path, None, f"{where}.applies_to", applies_to, allow_empty=False)
-            for name in applies_to:
-                if name not in own_patterns:
-                    raise DataFileError(path, f"'{name}' is not a rule id", field=f"{where}.applies_to")
-        not_for = item.get("not_for")
+        applies_to = _rule_ids(path, f"{where}.applies_to", item.get("applies_to"), own_patterns)
+        not_for = _rule_ids(path, f"{where}.not_for", item.get("not_for"), own_patterns)
         if not_for is not None:
-            not_for = _text_list(path, None, f"{where}.not_for", not_for, allow_empty=False)
-            for name in not_for:
-                if name not in own_patterns:
-                    raise DataFileError(path, f"'{name}' is not a rule id", field=f"{where}.not_for")
             if applies_to:
                 raise DataFileError(path, "use either applies_to or not_for", field=f"{where}.not_for")
         phrases = patterns(None, f"{where}.phrases", item.get("phrases"))

@@ -17,6 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchstats import percentile  # noqa: E402
+
 from bot.nlu_eval import evaluate, load_labelled_examples  # noqa: E402
 from tests.support.stack import VENV_BIN, BotStack, base_env, http_json  # noqa: E402
 
@@ -60,11 +62,6 @@ QUESTIONS = [
     "how do i lie on the table for the neck injection",
     "what do they inject",
 ]
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def rss_mb(pid: int) -> float:
@@ -127,7 +124,7 @@ def main() -> None:
                 latencies.append((time.perf_counter() - began) * 1000)
         latencies = latencies[len(QUESTIONS):]  # first round warms up
         print(f"REST reply latency, single user, n={len(latencies)}: p50 {statistics.median(latencies):.0f} ms, "
-              f"p95 {pct(latencies, 0.95):.0f} ms")
+              f"p95 {percentile(latencies, 0.95):.0f} ms")
         print(f"RSS: Rasa server {rss_mb(stack.processes['rasa'].pid):.0f} MB, "
               f"action server {rss_mb(stack.processes['actions'].pid):.0f} MB")
     finally:

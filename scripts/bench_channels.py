@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchstats import percentile  # noqa: E402
+
 from tests.channels.sio_client import MiniSocketIO  # noqa: E402
 from tests.channels.twilio_requests import TEST_AUTH_TOKEN, new_phone, post_sms, twilio_params  # noqa: E402
 from tests.support.stack import BotStack  # noqa: E402
@@ -39,17 +41,11 @@ QUESTIONS = [
 ]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def summary(name: str, millis: list[float], extra: str = "") -> str:
     if not millis:
         return f"{name:<28} no samples"
     return (
-        f"{name:<28} n={len(millis):<4} p50={percentile(millis, 50):7.0f} ms  p95={percentile(millis, 95):7.0f} ms  "
+        f"{name:<28} n={len(millis):<4} p50={percentile(millis, 0.50):7.0f} ms  p95={percentile(millis, 0.95):7.0f} ms  "
         f"max={max(millis):7.0f} ms  mean={statistics.fmean(millis):7.0f} ms{extra}"
     )
 

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
+from benchstats import percentile  # noqa: E402
 
 from bot import triage  # noqa: E402
 
@@ -46,11 +47,6 @@ def nlu_texts() -> tuple[list[str], list[str]]:
         for entry in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("entries", []):
             other.extend(entry.get("examples") or [])
     return urgent, other
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def scores(detector: triage.TriageDetector, cases: list[dict], nlu_urgent: list[str], nlu_other: list[str]) -> dict:
@@ -116,7 +112,7 @@ def main() -> None:
     texts = [c["text"] for c in cases]
     us = timings(detector, texts)
     print(f"time per message over the labelled set (n={len(us)}): median {statistics.median(us):.0f} us, "
-          f"p95 {pct(us, 0.95):.0f} us, max {max(us):.0f} us")
+          f"p95 {percentile(us, 0.95):.0f} us, max {max(us):.0f} us")
     urgent_us = timings(detector, [c["text"] for c in urgent], rounds=1)
     negative_us = timings(detector, [c["text"] for c in cases if not c["urgent"]], rounds=1)
     print(f"  urgent messages: median {statistics.median(urgent_us):.0f} us; "
@@ -124,7 +120,7 @@ def main() -> None:
     if nlu_other:
         other_us = timings(detector, nlu_other, rounds=1)
         print(f"  ordinary questions (NLU data, n={len(other_us)}): median {statistics.median(other_us):.0f} us, "
-              f"p95 {pct(other_us, 0.95):.0f} us")
+              f"p95 {percentile(other_us, 0.95):.0f} us")
     long_text = "when can i take the bandage off? " * 300 + "also my site is red and oozing pus"
     long_us = timings(detector, [long_text], rounds=5)
     print(f"  one {len(long_text):,}-character message with the symptom at the end: "

@@ -18,17 +18,13 @@ import secrets
 from datetime import tzinfo
 from pathlib import Path
 
-from bot.paths import VAR_DIR, tracker_db_url  # noqa: F401  (re-exported)
+from bot.paths import VAR_DIR, database_url, tracker_db_url  # noqa: F401  (tracker_db_url re-exported)
 
 DEFAULT_PORT = 8081
 
 
 def review_db_url() -> str:
-    url = os.environ.get("REVIEW_DB_URL", "").strip()
-    if url:
-        return url
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{VAR_DIR / 'review.db'}"
+    return database_url("REVIEW_DB_URL", "review.db")
 
 
 def review_port() -> int:
