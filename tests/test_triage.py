@@ -1,4 +1,4 @@
-"""Urgent-symptom triage (bot/triage.py + knowledge/triage_rules.yml).
+"""Urgent-symptom triage (bot/triage/ + knowledge/triage_rules.yml).
 
 The labelled set tests/triage/cases.jsonl holds patient-style messages: urgent ones (every one must
 escalate, at the right level) and hard negatives (negated, hypothetical, historical, someone else's,
