@@ -198,7 +198,7 @@ def main() -> int:
 
 
 def store_filters():
-    from bot.review.queries import Filters
+    from bot.review.filters import Filters
 
     return Filters()
 

@@ -28,16 +28,13 @@ from flask import (
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.engine import Engine
 
-from bot.review import accesslog, auth, config, exports
+from bot.review import accesslog, auth, config
+from bot.review.charts import dashboard_charts
 from bot.review.db import StoreUnavailable, review_engine, tracker_engine
+from bot.review.filters import CHANNEL_LABELS, CHANNELS, Filters, channel_label
 from bot.review.masking import mask_sender
-from bot.review.queries import (
-    CHANNEL_LABELS,
-    CHANNELS,
-    ConversationStore,
-    Filters,
-    channel_label,
-)
+from bot.review.service import EXPORT_FORMATS, Export, ReviewService
+from bot.review.store import ConversationStore
 
 logger = logging.getLogger(__name__)
 
@@ -193,8 +190,9 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     def client_ip() -> str:
         return request.remote_addr or "unknown"
 
-    def log(action: str, sender_id: str | None = None, detail: str = "") -> None:
-        accesslog.record(_ctx().review_db, g.user.username, action, sender_id, detail, client_ip())
+    def service() -> ReviewService:
+        """The staff actions, recorded in the access log as the signed-in user."""
+        return ReviewService(_ctx().store, _ctx().review_db, g.user.username, client_ip())
 
     # --- sign in / out -------------------------------------------------------------------
     @app.route("/login", methods=["GET", "POST"])
@@ -221,7 +219,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
                 session["uid"] = user.id
                 session["seen"] = session["since"] = time.time()
                 g.user = user
-                log("login")
+                service().record("login")
                 return redirect(next_url or url_for("conversations"))
             else:
                 error = "Wrong username or password."
@@ -230,7 +228,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
 
     @app.post("/logout")
     def logout():
-        log("logout")
+        service().record("logout")
         session.clear()
         flash("You are signed out.", "info")
         return redirect(url_for("login"))
@@ -250,8 +248,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     def conversations():
         filters = filters_from_request()
         page_number = _int(request.args.get("page"), 1)
-        page = _ctx().store.list_conversations(filters, page_number, PER_PAGE)
-        log("view_list", detail=f"{filters.describe()}; page {page.page}")
+        page = service().list_conversations(filters, page_number, PER_PAGE)
         params = filters.as_params()
         return render_template(
             "conversations.html",
@@ -272,15 +269,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
         if request.method == "POST" and not unmask:
             flash("To export full phone numbers, tick the confirmation box.", "warning")
             return redirect(url_for("conversations", **filters.as_params()))
-        rows = list(_ctx().store.iter_conversations(filters))
-        log("export_list_unmasked" if unmask else "export_list",
-            detail=f"{fmt}; {len(rows)} conversations; {filters.describe()}")
-        stamp = datetime.now(_ctx().tz).strftime("%Y%m%d-%H%M")
-        if fmt == "csv":
-            body, mimetype = exports.list_csv(rows, unmask), "text/csv; charset=utf-8"
-        else:
-            body, mimetype = exports.list_json(rows, filters.describe(), unmask), "application/json"
-        return _download(body, mimetype, f"conversations-{stamp}.{fmt}")
+        return _download(service().export_list(filters, fmt, unmask))
 
     def load_transcript(ref: int):
         store = _ctx().store
@@ -293,7 +282,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     @app.get("/conversations/<int:ref>")
     def conversation(ref: int):
         transcript = load_transcript(ref)
-        log("view_conversation", transcript.sender_id, f"conversation {ref}")
+        service().view_transcript(transcript)
         back = request.args.get("back", "")
         back_url = url_for("conversations") + ("?" + back if back and _safe_query(back) else "")
         return render_template("conversation.html", t=transcript, back_url=back_url)
@@ -307,13 +296,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
             flash("To export the full phone number, tick the confirmation box.", "warning")
             return redirect(url_for("conversation", ref=ref))
         transcript = load_transcript(ref)
-        log("export_conversation_unmasked" if unmask else "export_conversation", transcript.sender_id,
-            f"{fmt}; conversation {ref}")
-        if fmt == "csv":
-            body, mimetype = exports.transcript_csv(transcript, unmask), "text/csv; charset=utf-8"
-        else:
-            body, mimetype = exports.transcript_json(transcript, unmask), "application/json"
-        return _download(body, mimetype, f"conversation-{ref}.{fmt}")
+        return _download(service().export_transcript(transcript, fmt, unmask))
 
     # --- dashboard -----------------------------------------------------------------------
     @app.get("/dashboard")
@@ -327,9 +310,9 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
             flash("The dashboard shows at most one year; the start date was moved.", "warning")
             date_from = date_to - timedelta(days=366)
         data = _ctx().store.dashboard(date_from, date_to)
-        log("view_dashboard", detail=f"{date_from} to {date_to}")
+        service().record("view_dashboard", detail=f"{date_from} to {date_to}")
         return render_template("dashboard.html", d=data, date_from=date_from, date_to=date_to,
-                               charts=_charts(data))
+                               charts=dashboard_charts(data))
 
     # --- access log ----------------------------------------------------------------------
     @app.get("/access-log")
@@ -337,7 +320,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
         page_number = _int(request.args.get("page"), 1)
         user_filter = (request.args.get("user") or "").strip().lower()[:80] or None
         entries, total = accesslog.read(_ctx().review_db, PER_PAGE, (page_number - 1) * PER_PAGE, user_filter)
-        log("view_access_log", detail=f"page {page_number}" + (f"; user {user_filter}" if user_filter else ""))
+        service().record("view_access_log", detail=f"page {page_number}" + (f"; user {user_filter}" if user_filter else ""))
         pages = max(1, -(-total // PER_PAGE))
         params = {"user": user_filter} if user_filter else {}
         return render_template("access_log.html", entries=entries, total=total, page=page_number, pages=pages,
@@ -364,7 +347,7 @@ def _date(raw: str | None) -> date | None:
 
 def _format(raw: str | None) -> str:
     fmt = (raw or "csv").lower()
-    if fmt not in ("csv", "json"):
+    if fmt not in EXPORT_FORMATS:
         abort(400)
     return fmt
 
@@ -380,85 +363,8 @@ def _safe_query(query: str) -> bool:
     return len(query) < 1000 and "\n" not in query and "\r" not in query
 
 
-def _download(body: str, mimetype: str, filename: str) -> Response:
-    response = Response(body.encode("utf-8"), mimetype=mimetype)
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+def _download(export: Export) -> Response:
+    response = Response(export.body.encode("utf-8"), mimetype=export.mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{export.filename}"'
     return response
 
-
-@dataclass
-class Bar:
-    label: str
-    x: float
-    y: float
-    width: float
-    height: float
-    value: int
-    css: str
-
-
-@dataclass
-class Chart:
-    title: str
-    width: int
-    height: int
-    bars: list[Bar]
-    max_value: int
-    ticks: list[tuple[float, str]]
-    legend: list[tuple[str, str]]
-    xlabels: list[tuple[float, str]]
-    left: int
-
-
-def _nice_max(value: int) -> int:
-    """The smallest 1, 2 or 5 times a power of ten that is at least `value` (a round top for the y axis)."""
-    scale = 1
-    while True:
-        for step in (1, 2, 5):
-            if step * scale >= value:
-                return step * scale
-        scale *= 10
-
-
-def _charts(d) -> dict[str, Chart]:
-    """Bar-chart geometry for the dashboard (drawn as inline SVG by the template)."""
-    width, height, left, bottom = 560, 190, 34, 22
-    plot_w, plot_h = width - left - 8, height - bottom - 10
-    slot = plot_w / max(1, len(d.days))
-
-    def chart(title: str, series: list[tuple[str, dict, str]]) -> Chart:
-        stacked_max = _nice_max(max([sum(values.get(day, 0) for _, values, _ in series) for day in d.days] + [1]))
-        bars = []
-        for index, day in enumerate(d.days):
-            base = 0
-            for name, values, css in series:
-                value = int(values.get(day, 0))
-                if not value:
-                    continue
-                bar_h = plot_h * value / stacked_max
-                y = 10 + plot_h - plot_h * (base + value) / stacked_max
-                bars.append(Bar(f"{day.isoformat()}: {value} {name}", left + index * slot + slot * 0.15, y,
-                                max(slot * 0.7, 1), max(bar_h, 1), value, css))
-                base += value
-        fractions = (0, 0.5, 1) if stacked_max % 2 == 0 else (0, 1)
-        ticks = [(10 + plot_h - plot_h * f, f"{round(stacked_max * f):,}") for f in fractions]
-        legend = [(name, css) for name, _, css in series] if len(series) > 1 else []
-        step = max(1, round(len(d.days) / 6))
-        xlabels = [(left + index * slot + slot / 2, day.strftime("%b %d")) for index, day in enumerate(d.days)
-                   if index % step == 0]
-        return Chart(title, width, height, bars, stacked_max, ticks, legend, xlabels, left)
-
-    escalation = {level: {day: levels.get(level, 0) for day, levels in d.escalations.items()}
-                  for level in ("emergency", "urgent")}
-    return {
-        "conversations": chart("Conversations per day", [("conversations", d.conversations, "bar-primary")]),
-        "messages": chart("Patient messages per day", [
-            ("answered", {day: d.patient_messages.get(day, 0) - d.unanswered.get(day, 0) for day in d.days},
-             "bar-primary"),
-            ("unanswered", d.unanswered, "bar-muted"),
-        ]),
-        "escalations": chart("Escalations per day", [
-            ("emergency", escalation["emergency"], "bar-emergency"),
-            ("urgent", escalation["urgent"], "bar-urgent"),
-        ]),
-    }

@@ -21,10 +21,12 @@ import os
 import sys
 from datetime import datetime
 
-from bot.review import accesslog, auth, config, exports
+from bot.review import accesslog, auth, config
 from bot.review.db import StoreUnavailable, review_engine, tracker_engine
+from bot.review.filters import CHANNELS, ESCALATED_CHOICES, Filters
 from bot.review.masking import mask_sender, shown_sender
-from bot.review.queries import CHANNELS, ESCALATED_CHOICES, ConversationStore, Filters
+from bot.review.service import EXPORT_FORMATS, ReviewService
+from bot.review.store import ConversationStore
 
 
 def _cli_user() -> str:
@@ -35,12 +37,14 @@ def _cli_user() -> str:
     return f"cli:{name}"
 
 
-def _store() -> ConversationStore:
-    return ConversationStore(tracker_engine(config.tracker_db_url()), config.display_timezone())
-
-
 def _review_db():
     return review_engine(config.review_db_url())
+
+
+def _service() -> ReviewService:
+    """The staff actions, recorded in the access log as `cli:<os user>`."""
+    store = ConversationStore(tracker_engine(config.tracker_db_url()), config.display_timezone())
+    return ReviewService(store, _review_db(), _cli_user())
 
 
 def _filters(args: argparse.Namespace) -> Filters:
@@ -116,9 +120,7 @@ def cmd_create_user(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     filters = _filters(args)
-    store = _store()
-    page = store.list_conversations(filters, args.page, args.per_page)
-    accesslog.record(_review_db(), _cli_user(), "view_list", detail=f"{filters.describe()}; page {page.page}")
+    page = _service().list_conversations(filters, args.page, args.per_page)
     if not page.rows:
         print("No conversations match.")
         return 0
@@ -133,14 +135,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = _store()
-    sender = _resolve(store, args.conversation)
-    transcript = store.transcript(sender) if sender else None
+    service = _service()
+    sender = _resolve(service.store, args.conversation)
+    transcript = service.store.transcript(sender) if sender else None
     if transcript is None:
         print(f"error: no conversation {args.conversation!r}", file=sys.stderr)
         return 1
-    accesslog.record(_review_db(), _cli_user(), "show_unmasked" if args.unmask else "view_conversation",
-                     transcript.sender_id, f"conversation {transcript.ref}")
+    service.view_transcript(transcript, args.unmask)
     print(f"Conversation {transcript.ref} with {shown_sender(transcript.sender_id, args.unmask)} "
           f"({transcript.channel_label}), {transcript.patient_turns} patient messages"
           + (f", ESCALATED: {transcript.escalation.upper()}" if transcript.escalation else ""))
@@ -172,26 +173,16 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    store = _store()
-    review_db = _review_db()
+    service = _service()
     if args.conversation:
-        sender = _resolve(store, args.conversation)
-        transcript = store.transcript(sender) if sender else None
+        sender = _resolve(service.store, args.conversation)
+        transcript = service.store.transcript(sender) if sender else None
         if transcript is None:
             print(f"error: no conversation {args.conversation!r}", file=sys.stderr)
             return 1
-        body = (exports.transcript_csv(transcript, args.unmask) if args.format == "csv"
-                else exports.transcript_json(transcript, args.unmask))
-        accesslog.record(review_db, _cli_user(),
-                         "export_conversation_unmasked" if args.unmask else "export_conversation",
-                         transcript.sender_id, f"{args.format}; conversation {transcript.ref}")
+        body = service.export_transcript(transcript, args.format, args.unmask).body
     else:
-        filters = _filters(args)
-        rows = list(store.iter_conversations(filters))
-        body = (exports.list_csv(rows, args.unmask) if args.format == "csv"
-                else exports.list_json(rows, filters.describe(), args.unmask))
-        accesslog.record(review_db, _cli_user(), "export_list_unmasked" if args.unmask else "export_list",
-                         detail=f"{args.format}; {len(rows)} conversations; {filters.describe()}")
+        body = service.export_list(_filters(args), args.format, args.unmask).body
     if args.output and args.output != "-":
         fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
@@ -231,9 +222,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
         print("Dry run: nothing was deleted. Run again with --yes to delete.")
         return 0
     deleted = execute_purge(engine, plan)
-    accesslog.record(_review_db(), _cli_user(), "purge",
-                     detail=f"older than {args.older_than_days:g} days; {deleted} events from {plan.conversations} "
-                            "conversations")
+    _service().record("purge", detail=f"older than {args.older_than_days:g} days; {deleted} events from "
+                                      f"{plan.conversations} conversations")
     print(f"Deleted {deleted} events.")
     return 0
 
@@ -279,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_show)
 
     export = commands.add_parser("export", help="export the filtered list or one transcript")
-    export.add_argument("--format", choices=("csv", "json"), required=True)
+    export.add_argument("--format", choices=EXPORT_FORMATS, required=True)
     _add_filters(export)
     export.add_argument("--conversation", metavar="SENDER", help="export this transcript instead of the list")
     export.add_argument("--unmask", action="store_true", help="full phone numbers (recorded in the access log)")

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from bot.review.masking import csv_safe, shown_sender
-from bot.review.queries import ConversationRow, Transcript
+from bot.review.store import ConversationRow
+from bot.review.transcript import Transcript
 
 LIST_COLUMNS = ["conversation", "patient", "channel", "started", "last_activity", "patient_turns", "escalation",
                 "unanswered"]

@@ -7,8 +7,10 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
+from bot.review.dashboard import group_questions
 from bot.review.db import tracker_engine
-from bot.review.queries import ConversationStore, Filters, group_questions
+from bot.review.filters import Filters
+from bot.review.store import ConversationStore
 from tests.review.conftest import FILL
 from tests.review.conversations import SCRIPT_TAG, by_key
 

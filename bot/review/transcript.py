@@ -1,0 +1,149 @@
+"""One conversation as staff read it: patient and bot turns with intent, topic answered and escalation.
+
+Built from one sender's event rows (ordered by id). An exchange is a patient message and what the
+bot did in reply, so an escalation marks both the message and the seek-care reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from bot.review.events import (
+    ESCALATION_LEVELS,
+    UNANSWERED_INTENTS,
+    EventsTable,
+    bot_message,
+    event_data,
+    higher_level,
+    user_intent,
+)
+from bot.review.filters import channel_label
+
+MAX_TRANSCRIPT_EVENTS = 5000
+
+
+@dataclass
+class Turn:
+    kind: str  # "patient" | "bot" | "session"
+    at: datetime | None
+    text: str = ""
+    intent: str | None = None
+    confidence: float | None = None
+    channel: str | None = None
+    topic: str | None = None
+    escalation: str | None = None
+    symptoms: list[str] = field(default_factory=list)
+    note: str | None = None  # e.g. "Seek-care message (emergency)"
+    exchange: int = 0
+
+    @property
+    def unanswered(self) -> bool:
+        return self.kind == "patient" and self.intent in UNANSWERED_INTENTS
+
+
+@dataclass
+class Transcript:
+    ref: int
+    sender_id: str
+    turns: list[Turn]
+    channel: str | None
+    started: datetime | None
+    last_activity: datetime | None
+    truncated: bool = False
+
+    @property
+    def patient_turns(self) -> int:
+        return sum(1 for turn in self.turns if turn.kind == "patient")
+
+    @property
+    def escalation(self) -> str | None:
+        levels = {turn.escalation for turn in self.turns if turn.kind == "patient" and turn.escalation}
+        return "emergency" if "emergency" in levels else "urgent" if "urgent" in levels else None
+
+    @property
+    def unanswered(self) -> int:
+        return sum(1 for turn in self.turns if turn.unanswered)
+
+    @property
+    def channel_label(self) -> str:
+        return channel_label(self.channel)
+
+
+def read_transcript(events: EventsTable, sender_id: str) -> Transcript | None:
+    """The transcript of one sender (at most MAX_TRANSCRIPT_EVENTS events), or None if it has none."""
+    if not events.available():
+        return None
+    rows = events.rows(
+        "SELECT id, type_name, timestamp, intent_name, action_name, data FROM events "
+        "WHERE sender_id = :sender ORDER BY id LIMIT :limit",
+        {"sender": sender_id, "limit": MAX_TRANSCRIPT_EVENTS + 1},
+    )
+    if not rows:
+        return None
+    return build_transcript(events, sender_id, rows[:MAX_TRANSCRIPT_EVENTS],
+                            truncated=len(rows) > MAX_TRANSCRIPT_EVENTS)
+
+
+def build_transcript(events: EventsTable, sender_id: str, rows: Sequence[sa.engine.Row],
+                     truncated: bool = False) -> Transcript:
+    turns: list[Turn] = []
+    exchange = 0
+    current: Turn | None = None  # the patient turn of the current exchange
+    exchange_level: dict[int, str] = {}
+    channel: str | None = None
+    for row in rows:
+        data = event_data(row.data)
+        kind = row.type_name
+        at = events.local_time(row.timestamp)
+        if kind == "user":
+            exchange += 1
+            intent, confidence = user_intent(data)
+            current = Turn(kind="patient", at=at, text=str(data.get("text") or ""),
+                           intent=row.intent_name or intent, confidence=confidence,
+                           channel=data.get("input_channel"), exchange=exchange)
+            channel = channel or current.channel
+            turns.append(current)
+        elif kind == "bot":
+            text, note, level = bot_message(data)
+            if level:
+                exchange_level.setdefault(exchange, level)
+            if text or note:
+                turns.append(Turn(kind="bot", at=at, text=text, note=note, exchange=exchange))
+        elif kind == "slot":
+            in_exchange = current is not None and current.exchange == exchange
+            name = row.action_name or data.get("name")
+            slot_value = data.get("value")
+            if name == "triage_level" and slot_value in ESCALATION_LEVELS:
+                if in_exchange:
+                    current.escalation = higher_level(current.escalation, slot_value)  # type: ignore[union-attr]
+                exchange_level[exchange] = higher_level(exchange_level.get(exchange), slot_value)
+            elif name == "last_topic" and slot_value and in_exchange:
+                current.topic = str(slot_value)  # type: ignore[union-attr]
+            elif name == "symptoms" and slot_value and in_exchange:
+                values = slot_value if isinstance(slot_value, list) else [slot_value]
+                current.symptoms = [str(v) for v in values]  # type: ignore[union-attr]
+        elif kind == "session_started":
+            current = None
+            exchange += 1
+            turns.append(Turn(kind="session", at=at, exchange=exchange))
+    for turn in turns:
+        level = exchange_level.get(turn.exchange)
+        if level and turn.kind in ("patient", "bot"):
+            turn.escalation = higher_level(turn.escalation, level)
+    # drop a leading session marker: the conversation start is shown in the header
+    while turns and turns[0].kind == "session":
+        turns.pop(0)
+    timestamps = [row.timestamp for row in rows if row.timestamp is not None]
+    return Transcript(
+        ref=int(rows[0].id),
+        sender_id=sender_id,
+        turns=turns,
+        channel=channel,
+        started=events.local_time(min(timestamps)) if timestamps else None,
+        last_activity=events.local_time(max(timestamps)) if timestamps else None,
+        truncated=truncated,
+    )
