@@ -19,8 +19,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchstats import percentile  # noqa: E402
 
+from bot.devtools.stack import VENV_BIN, BotStack, base_env, http_json  # noqa: E402
 from bot.nlu_eval import evaluate, load_labelled_examples  # noqa: E402
-from tests.support.stack import VENV_BIN, BotStack, base_env, http_json  # noqa: E402
 
 HELD_OUT = ROOT / "tests" / "nlu" / "heldout.yml"
 

@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchstats import percentile  # noqa: E402
 
-from tests.channels.sio_client import MiniSocketIO  # noqa: E402
-from tests.channels.twilio_requests import TEST_AUTH_TOKEN, new_phone, post_sms, twilio_params  # noqa: E402
-from tests.support.stack import BotStack  # noqa: E402
+from bot.devtools.socketio_client import MiniSocketIO  # noqa: E402
+from bot.devtools.stack import BotStack  # noqa: E402
+from bot.devtools.twilio_requests import TEST_AUTH_TOKEN, new_phone, post_sms, twilio_params  # noqa: E402
 
 QUESTIONS = [
     "can i drive home after my nerve block",

@@ -25,7 +25,7 @@ def topic_intents(domain: dict) -> list[str]:
 @pytest.fixture(scope="session")
 def bot_stack(tmp_path_factory):
     """The real action server + Rasa server on a SQLite tracker store of its own."""
-    from tests.support.stack import BotStack
+    from bot.devtools.stack import BotStack
 
     db = tmp_path_factory.mktemp("stack") / "tracker.db"
     stack = BotStack(env={"TRACKER_DB_URL": f"sqlite:///{db}"})

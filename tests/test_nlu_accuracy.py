@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.devtools.stack import http_json
 from bot.nlu_eval import evaluate, load_labelled_examples
-from tests.support.stack import http_json
 
 pytestmark = pytest.mark.stack
 

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
+from bot.devtools.stack import BotStack, http_json
 from bot.settings import clinic_settings
-from tests.support.stack import BotStack, http_json
 
 pytestmark = pytest.mark.stack
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import ROOT, free_port
+from bot.devtools.stack import ROOT, free_port
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

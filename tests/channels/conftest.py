@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.channels.twilio_requests import TEST_AUTH_TOKEN
+from bot.devtools.twilio_requests import TEST_AUTH_TOKEN
 
 
 @pytest.fixture(scope="package")  # stopped when tests/channels is done, before other stacks start
 def channel_stack(tmp_path_factory):
-    from tests.support.stack import MODEL, BotStack
+    from bot.devtools.stack import MODEL, BotStack
 
     db = tmp_path_factory.mktemp("channel-stack") / "tracker.db"
     stack = BotStack(

@@ -8,7 +8,7 @@ import uuid
 
 from sanic import Sanic
 
-from tests.support.stack import free_port
+from bot.devtools.stack import free_port
 
 Sanic.test_mode = True  # several apps per process
 

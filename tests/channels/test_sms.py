@@ -7,8 +7,8 @@ import time
 import pytest
 
 from bot.channels.sms_text import SMS_MAX_CHARS
+from bot.devtools.twilio_requests import new_phone, post_sms, sign, twilio_params
 from bot.settings import clinic_settings
-from tests.channels.twilio_requests import new_phone, post_sms, sign, twilio_params
 
 pytestmark = pytest.mark.stack
 

@@ -12,10 +12,10 @@ import pytest
 
 from bot.channels.sms import SmsStateStore, TwilioSmsInput, twiml
 from bot.channels.sms_text import SMS_MAX_CHARS
+from bot.devtools.twilio_requests import TEST_AUTH_TOKEN, new_phone, new_sid, post_sms, sign, twilio_params
 from bot.settings import clinic_settings, fill_placeholders
 from tests.channels.fake_bot import EMERGENCY, FakeBot
 from tests.channels.local_server import LocalChannelServer
-from tests.channels.twilio_requests import TEST_AUTH_TOKEN, new_phone, new_sid, post_sms, sign, twilio_params
 
 
 @pytest.fixture()

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from bot.channels.socketio import ClinicSocketIOInput, bot_event, valid_session_id
+from bot.devtools.socketio_client import MiniSocketIO
 from tests.channels.fake_bot import FakeBot
 from tests.channels.local_server import LocalChannelServer
-from tests.channels.sio_client import MiniSocketIO
 
 
 @pytest.fixture()

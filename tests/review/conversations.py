@@ -1,6 +1,6 @@
 """The scripted patient conversations every review test reads, and the two ways to store them.
 
-- `fill_with_real_bot(url)`: each message goes through the real bot (tests/support/stack.py: Rasa
+- `fill_with_real_bot(url)`: each message goes through the real bot (bot/devtools/stack.py: Rasa
   server + action server with TRACKER_DB_URL=url), over REST, the website's socket.io channel and
   the signed Twilio SMS webhook, so the `events` rows are exactly what production writes.
 - `fill_in_code(url)`: the same conversations as Rasa events (UserUttered, SlotSet, BotUttered, ...)
@@ -131,7 +131,7 @@ def fill_in_code(url: str) -> None:
 
 def fill_with_real_bot(url: str) -> None:
     """Send every scripted message through the real bot, on the conversation's channel."""
-    from tests.support.stack import BotStack
+    from bot.devtools.stack import BotStack
 
     twilio_token = secrets.token_hex(16)
     with BotStack(env={"TRACKER_DB_URL": url, "TWILIO_AUTH_TOKEN": twilio_token}) as stack:

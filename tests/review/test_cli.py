@@ -177,7 +177,7 @@ def test_serve_runs_the_app_over_real_http(review_env):
     import urllib.error
     import urllib.request
 
-    from tests.support.stack import free_port
+    from bot.devtools.stack import free_port
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
