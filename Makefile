@@ -15,11 +15,12 @@ export PYTHONWARNINGS := ignore
 TRAINING_INPUTS := config.yml domain.yml $(wildcard data/nlu/*.yml data/stories/*.yml data/rules/*.yml) \
 	$(wildcard bot/components/*.py bot/triage/*.py) bot/procedures.py knowledge/triage_rules.yml knowledge/procedures.yml
 
-.PHONY: help setup setup-test run shell test bench lint validate model staff-user lock clean
+.PHONY: help setup setup-test run shell test test-fast bench lint validate model staff-user lock clean
 
 help:
 	@echo "make run         set up, train if needed, start the bot, the website demo and the staff review app"
 	@echo "make test        set up and run every check (lint, data validation, unit, e2e, browser, accuracy)"
+	@echo "make test-fast   unit tests only: no servers, no browser, no PostgreSQL, no trained model"
 	@echo "make shell       chat with the bot in this terminal"
 	@echo "make bench       print accuracy, latency, memory and timing figures"
 	@echo "make staff-user  create a staff account for the review app (USERNAME=...)"
@@ -55,6 +56,12 @@ lint: setup
 
 test: setup-test $(MODEL)
 	@bash scripts/test.sh
+
+# The unit tier: every test without a pytest marker for a server, the browser or PostgreSQL (see
+# pyproject.toml); the review tests write their conversations in code instead of through the real bot.
+UNIT_TESTS := not (stack or browser or postgres or server)
+test-fast: setup
+	REVIEW_TEST_FILL=code REVIEW_TEST_POSTGRES=0 $(PY) -m pytest tests -q -p no:cacheprovider -m "$(UNIT_TESTS)"
 
 bench: setup-test $(MODEL)
 	$(PY) scripts/bench.py

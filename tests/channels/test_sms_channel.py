@@ -17,6 +17,8 @@ from bot.settings import clinic_settings, fill_placeholders
 from tests.channels.fake_bot import EMERGENCY, FakeBot
 from tests.channels.local_server import LocalChannelServer
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture()
 def bot():

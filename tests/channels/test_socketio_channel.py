@@ -11,6 +11,8 @@ from bot.devtools.socketio_client import MiniSocketIO
 from tests.channels.fake_bot import FakeBot
 from tests.channels.local_server import LocalChannelServer
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture()
 def bot():

@@ -172,6 +172,7 @@ def test_bad_arguments(review_env, argv):
     assert exit_info.value.code == 2
 
 
+@pytest.mark.server
 def test_serve_runs_the_app_over_real_http(review_env):
     import time
     import urllib.error
