@@ -1,24 +1,10 @@
-"""Project locations, so every process finds data files the same way."""
+"""Project locations, so every process finds data files the same way (read once, at import)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from bot.config import PROJECT_ROOT, knowledge_dir, var_dir
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-KNOWLEDGE_DIR = Path(os.environ.get("KNOWLEDGE_DIR", PROJECT_ROOT / "knowledge"))
-VAR_DIR = Path(os.environ.get("VAR_DIR", PROJECT_ROOT / "var"))
+__all__ = ["PROJECT_ROOT", "KNOWLEDGE_DIR", "VAR_DIR"]
 
-
-def database_url(env_name: str, default_file: str) -> str:
-    """SQLAlchemy URL from env `env_name`, else a SQLite file in var/ (created on first use)."""
-    url = os.environ.get(env_name, "").strip()
-    if url:
-        return url
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{VAR_DIR / default_file}"
-
-
-def tracker_db_url() -> str:
-    """SQLAlchemy URL of the tracker store: env TRACKER_DB_URL, else the SQLite file var/tracker.db."""
-    return database_url("TRACKER_DB_URL", "tracker.db")
+KNOWLEDGE_DIR = knowledge_dir()
+VAR_DIR = var_dir()

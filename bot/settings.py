@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from bot.config import CLINIC_SETTING_VARIABLES, clinic_overrides
 from bot.datafile import DataFileError, read_yaml, require_text
 from bot.paths import KNOWLEDGE_DIR
-
-ENV_OVERRIDES = {
-    "clinic_name": "CLINIC_NAME",
-    "clinic_phone": "CLINIC_PHONE",
-    "clinic_hours": "CLINIC_HOURS",
-    "emergency_number": "CLINIC_EMERGENCY_NUMBER",
-    "clinic_website": "CLINIC_WEBSITE",
-}
 
 
 @dataclass(frozen=True)
@@ -32,20 +25,20 @@ class ClinicSettings:
         return asdict(self)
 
 
-def load_clinic_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> ClinicSettings:
-    """Read the settings file, apply environment overrides, and validate every field."""
+def load_clinic_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> ClinicSettings:
+    """Read the settings file, apply environment overrides (or those in `environ`), and validate every field."""
     path = Path(path or KNOWLEDGE_DIR / "clinic.yml")
-    environ = os.environ if environ is None else environ
+    overrides = clinic_overrides(environ)
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise DataFileError(path, "must be a mapping of setting names to values")
-    unknown = sorted(set(raw) - set(ENV_OVERRIDES))
+    unknown = sorted(set(raw) - set(CLINIC_SETTING_VARIABLES))
     if unknown:
         raise DataFileError(path, f"unknown setting(s): {', '.join(unknown)}", field=unknown[0])
     values = {}
-    for field, env_name in ENV_OVERRIDES.items():
-        value = environ.get(env_name) or raw.get(field)
-        source = f"environment variable {env_name}" if environ.get(env_name) else None
+    for field, env_name in CLINIC_SETTING_VARIABLES.items():
+        value = overrides.get(field) or raw.get(field)
+        source = f"environment variable {env_name}" if field in overrides else None
         try:
             values[field] = require_text(path, None, field, None if value is None else str(value), max_length=120)
         except DataFileError as error:

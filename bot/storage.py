@@ -3,19 +3,18 @@
 - TRACKER_DB_URL: SQLAlchemy URL of the tracker store (default: SQLite file var/tracker.db).
   e.g. postgresql://rasa:secret@127.0.0.1:5432/rasa
 - REDIS_URL: Redis for the conversation lock store (default: in-process locks, fine for one server).
-Both the Rasa process (endpoints.yml) and the review tools read these through this module.
+The Rasa process uses these classes through endpoints.yml; the variables are read in bot/config.py.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from rasa.core.lock_store import InMemoryLockStore, LockStore, RedisLockStore
 from rasa.core.tracker_store import SQLTrackerStore
 from sqlalchemy.engine.url import make_url
 
-from bot.paths import tracker_db_url
+from bot.config import redis_lock_prefix, redis_url, tracker_db_url
 
 
 class ClinicTrackerStore(SQLTrackerStore):
@@ -44,16 +43,16 @@ class ClinicLockStore(LockStore):
     """Redis locks when REDIS_URL is set (several Rasa workers), in-memory locks otherwise."""
 
     def __init__(self, endpoint_config: Any = None) -> None:
-        redis_url = os.environ.get("REDIS_URL", "").strip()
-        if redis_url:
-            url = make_url(redis_url)
+        configured = redis_url()
+        if configured:
+            url = make_url(configured)
             self.inner: LockStore = RedisLockStore(
                 host=url.host or "localhost",
                 port=url.port or 6379,
                 db=int(url.database or 0),
                 password=url.password,
                 use_ssl=url.drivername == "rediss",
-                key_prefix=os.environ.get("REDIS_LOCK_PREFIX", "spineclinic"),
+                key_prefix=redis_lock_prefix(),
             )
         else:
             self.inner = InMemoryLockStore()

@@ -11,29 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rasa.core.channels.channel import OutputChannel, UserMessage
 
+from bot.config import reply_timeout_s
 from bot.messages import EMPTY_REPLY, SAFE_REPLY
 from bot.settings import fill_placeholders
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_REPLY_TIMEOUT_S = 10.0
 MAX_MESSAGE_CHARS = 20_000
 
 Handler = Callable[[UserMessage], Awaitable[Any]]
-
-
-def reply_timeout() -> float:
-    """Seconds to wait for the bot before sending the safe reply (env BOT_REPLY_TIMEOUT_S)."""
-    try:
-        return max(0.5, float(os.environ.get("BOT_REPLY_TIMEOUT_S", DEFAULT_REPLY_TIMEOUT_S)))
-    except ValueError:
-        return DEFAULT_REPLY_TIMEOUT_S
 
 
 def safe_reply_text() -> str:
@@ -63,7 +54,12 @@ def is_blank(text: Any) -> bool:
 
 
 def guard_handler(on_new_message: Handler, timeout_s: float | None = None) -> Handler:
-    """Wrap a channel's message handler so every patient message gets some reply."""
+    """Wrap a channel's message handler so every patient message gets some reply.
+
+    The timeout (env BOT_REPLY_TIMEOUT_S unless given) is read here, when the channel starts, so a
+    bad value stops the server at start instead of failing patients' messages.
+    """
+    timeout_s = timeout_s or reply_timeout_s()
 
     async def guarded(message: UserMessage) -> None:
         recipient = message.sender_id
@@ -76,7 +72,7 @@ def guard_handler(on_new_message: Handler, timeout_s: float | None = None) -> Ha
         message.output_channel = counter
         task = asyncio.ensure_future(on_new_message(message))
         try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=timeout_s or reply_timeout())
+            await asyncio.wait_for(asyncio.shield(task), timeout=timeout_s)
         except asyncio.TimeoutError:
             logger.warning("Bot reply took too long; sent the safe reply (processing continues).")
             if counter.sent == 0:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -46,7 +45,8 @@ from sqlalchemy.exc import IntegrityError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot.channels.guard import guard_handler, reply_timeout, safe_reply_text
+from bot import config
+from bot.channels.guard import guard_handler, safe_reply_text
 from bot.channels.sms_text import (
     HELP_KEYWORDS,
     OPT_IN_KEYWORDS,
@@ -56,7 +56,6 @@ from bot.channels.sms_text import (
     sms_messages,
 )
 from bot.messages import EMPTY_REPLY
-from bot.paths import tracker_db_url
 from bot.privacy import mask_sender
 from bot.settings import fill_placeholders
 
@@ -103,11 +102,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
-def state_db_url() -> str:
-    """SMS_STATE_DB_URL, else the tracker store's database."""
-    return os.environ.get("SMS_STATE_DB_URL", "").strip() or tracker_db_url()
-
-
 class SmsStateStore:
     """Opt-out flags and seen MessageSids in a SQL database (tables created on first use).
 
@@ -116,8 +110,9 @@ class SmsStateStore:
     """
 
     def __init__(self, url: str | None = None, redis_url: str | None = None) -> None:
-        self.url = url or state_db_url()
-        self.redis_url = os.environ.get("REDIS_URL", "").strip() if redis_url is None else redis_url
+        self.url = url or config.sms_state_db_url()
+        self.redis_url = config.redis_url() if redis_url is None else redis_url
+        self.redis_prefix = config.redis_lock_prefix() if self.redis_url else ""
         self._engine: Engine | None = None
         self._redis: Any = None
         self._lock = threading.Lock()
@@ -145,8 +140,7 @@ class SmsStateStore:
         client = self._redis_client()
         if client is not None:
             try:
-                prefix = os.environ.get("REDIS_LOCK_PREFIX", "spine_clinic")
-                return bool(client.set(f"{prefix}:sms_seen:{message_sid}", 1, nx=True, ex=SEEN_MESSAGE_DAYS * 86400))
+                return bool(client.set(f"{self.redis_prefix}:sms_seen:{message_sid}", 1, nx=True, ex=SEEN_MESSAGE_DAYS * 86400))
             except Exception:  # Redis down: the SQL table still works
                 logger.exception("Redis unavailable for SMS de-duplication; using the SQL store.")
         try:
@@ -253,8 +247,8 @@ class TwilioSmsInput(InputChannel):
     def from_credentials(cls, credentials: dict[str, Any] | None) -> InputChannel:
         credentials = credentials or {}
         return cls(
-            auth_token=credentials.get("auth_token") or os.environ.get("TWILIO_AUTH_TOKEN"),
-            webhook_url=credentials.get("webhook_url") or os.environ.get("TWILIO_WEBHOOK_URL"),
+            auth_token=credentials.get("auth_token") or config.twilio_auth_token(),
+            webhook_url=credentials.get("webhook_url") or config.twilio_webhook_url(),
             state=SmsStateStore(credentials.get("state_db_url") or None),
         )
 
@@ -274,7 +268,7 @@ class TwilioSmsInput(InputChannel):
             logger.warning("SMS channel: TWILIO_AUTH_TOKEN is not set, so every SMS webhook request gets 403.")
 
     def reply_timeout_s(self) -> float:
-        return min(self.timeout_s or reply_timeout(), MAX_REPLY_TIMEOUT_S)
+        return min(self.timeout_s or config.reply_timeout_s(), MAX_REPLY_TIMEOUT_S)
 
     def is_signed(self, request: Request, params: _FormParams) -> bool:
         signature = request.headers.get("x-twilio-signature", "")

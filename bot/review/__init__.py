@@ -5,7 +5,7 @@
     python -m bot.review --help                list / show / export / purge / access-log
 
 The tracker store is only ever read (read-only connections); the retention purge is the one
-exception and uses its own writable connection. See bot/review/config.py for the settings.
+exception and uses its own writable connection. Settings: bot/config.py (REVIEW_*).
 """
 
 

@@ -28,7 +28,8 @@ from flask import (
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.engine import Engine
 
-from bot.review import accesslog, auth, config
+from bot import config
+from bot.review import accesslog, auth
 from bot.review.charts import dashboard_charts
 from bot.review.db import StoreUnavailable, review_engine, tracker_engine
 from bot.review.filters import CHANNEL_LABELS, CHANNELS, Filters, channel_label
@@ -71,22 +72,22 @@ def _clinic_name() -> str:
 def create_app(tracker_url: str | None = None, review_url: str | None = None, **overrides: Any) -> Flask:
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config.update(
-        SECRET_KEY=overrides.pop("SECRET_KEY", None) or config.secret_key(),
+        SECRET_KEY=overrides.pop("SECRET_KEY", None) or config.review_secret_key(),
         SESSION_COOKIE_NAME="review_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=config.env_flag("REVIEW_COOKIE_SECURE", True),
+        SESSION_COOKIE_SECURE=config.review_cookie_secure(),
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session (which has its own timeouts)
         MAX_CONTENT_LENGTH=64 * 1024,
         TEMPLATES_AUTO_RELOAD=False,
     )
     app.config.update(overrides)
-    if config.env_flag("REVIEW_TRUST_PROXY", False):
+    if config.review_trust_proxy():
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
-    tz = config.display_timezone()
+    tz = config.review_timezone()
     app.extensions["review"] = ReviewContext(
         store=ConversationStore(tracker_engine(tracker_url or config.tracker_db_url()), tz),
         review_db=review_engine(review_url or config.review_db_url()),

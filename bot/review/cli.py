@@ -21,7 +21,8 @@ import os
 import sys
 from datetime import datetime
 
-from bot.review import accesslog, auth, config
+from bot import config
+from bot.review import accesslog, auth
 from bot.review.db import StoreUnavailable, review_engine, tracker_engine
 from bot.review.filters import CHANNELS, ESCALATED_CHOICES, Filters
 from bot.review.masking import mask_sender, shown_sender
@@ -43,7 +44,7 @@ def _review_db():
 
 def _service() -> ReviewService:
     """The staff actions, recorded in the access log as `cli:<os user>`."""
-    store = ConversationStore(tracker_engine(config.tracker_db_url()), config.display_timezone())
+    store = ConversationStore(tracker_engine(config.tracker_db_url()), config.review_timezone())
     return ReviewService(store, _review_db(), _cli_user())
 
 
@@ -99,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_create_user(args: argparse.Namespace) -> int:
-    password = os.environ.get("REVIEW_NEW_PASSWORD")
+    password = config.review_new_password()
     if password is None:
         if not sys.stdin.isatty():
             print("error: no terminal to ask for the password; set REVIEW_NEW_PASSWORD", file=sys.stderr)
@@ -204,7 +205,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    cutoff = datetime.fromtimestamp(plan.cutoff, config.display_timezone()).strftime("%Y-%m-%d %H:%M %Z")
+    cutoff = datetime.fromtimestamp(plan.cutoff, config.review_timezone()).strftime("%Y-%m-%d %H:%M %Z")
     if not plan.events:
         print(f"Nothing to delete: no conversation has sessions that ended before {cutoff}.")
         return 0
@@ -233,7 +234,7 @@ def cmd_access_log(args: argparse.Namespace) -> int:
     if not entries:
         print("The access log is empty.")
         return 0
-    tz = config.display_timezone()
+    tz = config.review_timezone()
     rows = [["WHEN", "STAFF", "ACTION", "PATIENT", "DETAIL", "FROM"]]
     for entry in entries:
         rows.append([datetime.fromtimestamp(entry.at, tz).strftime("%Y-%m-%d %H:%M:%S"), entry.username, entry.action,
@@ -248,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the web app")
-    serve.add_argument("--host", default=os.environ.get("REVIEW_HOST", "127.0.0.1"))
+    serve.add_argument("--host", default=config.review_host())
     serve.add_argument("--port", type=int, default=config.review_port())
     serve.set_defaults(func=cmd_serve)
 

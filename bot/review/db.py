@@ -18,8 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import URL, make_url
 from sqlalchemy.pool import NullPool, QueuePool
 
-# Same environment variable Rasa's SQLTrackerStore honours for a PostgreSQL schema.
-POSTGRESQL_SCHEMA_ENV = "POSTGRESQL_SCHEMA"
+from bot.config import postgresql_schema
 
 
 class StoreUnavailable(RuntimeError):
@@ -37,7 +36,7 @@ def _postgres_options(read_only: bool) -> dict:
     options = []
     if read_only:
         options.append("-c default_transaction_read_only=on")
-    schema = os.environ.get(POSTGRESQL_SCHEMA_ENV, "").strip()
+    schema = postgresql_schema()
     if schema:
         options.append(f"-c search_path={schema}")
     return {"options": " ".join(options)} if options else {}

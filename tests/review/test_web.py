@@ -253,15 +253,15 @@ def test_a_disabled_account_loses_its_session(app, client):
 def test_the_secret_key_file_is_created_private(tmp_path, monkeypatch):
     import stat
 
-    from bot.review import config
+    from bot import config
 
     monkeypatch.delenv("REVIEW_SECRET_KEY", raising=False)
     path = tmp_path / "var" / "review_secret"
-    key = config.secret_key(path)
+    key = config.review_secret_key(path)
     assert len(key) >= 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert config.secret_key(path) == key  # kept across restarts
+    assert config.review_secret_key(path) == key  # kept across restarts
     monkeypatch.setenv("REVIEW_SECRET_KEY", "from-the-environment-" + "z" * 20)
-    assert config.secret_key(path).startswith("from-the-environment-")
+    assert config.review_secret_key(path).startswith("from-the-environment-")
 
 
 def test_login_over_https_behind_the_secure_cookie(review_env, monkeypatch):

@@ -1,0 +1,237 @@
+"""Every environment variable the project reads, read here: typed, with one default each.
+
+| variable | default | what |
+| --- | --- | --- |
+| KNOWLEDGE_DIR, VAR_DIR | <project>/knowledge, <project>/var | data files; databases and secrets made at run time |
+| CLINIC_NAME, CLINIC_PHONE, CLINIC_HOURS, CLINIC_EMERGENCY_NUMBER, CLINIC_WEBSITE | knowledge/clinic.yml | clinic settings |
+| TRACKER_DB_URL | sqlite:///<var>/tracker.db | conversations (SQLAlchemy URL) |
+| POSTGRESQL_SCHEMA | unset | schema of a PostgreSQL tracker store (the variable Rasa's SQLTrackerStore honours) |
+| REDIS_URL | unset: in-process locks | Redis for conversation locks and SMS de-duplication |
+| REDIS_LOCK_PREFIX | spineclinic | prefix of our Redis keys (letters and digits only) |
+| BOT_REPLY_TIMEOUT_S | 10 | seconds before a patient gets the safe reply |
+| TWILIO_AUTH_TOKEN, TWILIO_WEBHOOK_URL | unset | SMS channel: signature validation |
+| SMS_STATE_DB_URL | TRACKER_DB_URL | SMS opt-outs and seen MessageSids |
+| REVIEW_DB_URL | sqlite:///<var>/review.db | staff accounts, login failures, access log |
+| REVIEW_HOST, REVIEW_PORT | 127.0.0.1, 8081 | where `python -m bot.review serve` listens |
+| REVIEW_SECRET_KEY | generated into <var>/review_secret (0600) | signs session cookies and CSRF tokens |
+| REVIEW_COOKIE_SECURE | 1 | 1: cookies only over HTTPS (0 for plain-HTTP local use) |
+| REVIEW_TRUST_PROXY | 0 | 1: take the client address from one reverse proxy's X-Forwarded-For |
+| REVIEW_TIMEZONE | the server's zone (TZ, /etc/timezone), else UTC | IANA zone used to show times and group by day |
+| REVIEW_NEW_PASSWORD | unset: prompted | password for `create-user` without a terminal |
+
+Values are read when asked for, so a process (or a test) that sets a variable before use sees it.
+A variable that is set but unusable raises ConfigError, always worded the same way; an empty value
+counts as unset.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from datetime import tzinfo
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# clinic setting (knowledge/clinic.yml field) -> the variable that overrides it
+CLINIC_SETTING_VARIABLES = {
+    "clinic_name": "CLINIC_NAME",
+    "clinic_phone": "CLINIC_PHONE",
+    "clinic_hours": "CLINIC_HOURS",
+    "emergency_number": "CLINIC_EMERGENCY_NUMBER",
+    "clinic_website": "CLINIC_WEBSITE",
+}
+DEFAULT_REDIS_LOCK_PREFIX = "spineclinic"
+DEFAULT_REPLY_TIMEOUT_S = 10.0
+MIN_REPLY_TIMEOUT_S = 0.5
+DEFAULT_REVIEW_HOST = "127.0.0.1"
+DEFAULT_REVIEW_PORT = 8081
+MIN_SECRET_KEY_CHARS = 32
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(ValueError):
+    """An environment variable is set to a value the project cannot use."""
+
+    def __init__(self, name: str, value: str, expected: str):
+        super().__init__(f"environment variable {name}={value!r}: expected {expected}")
+
+
+def _text(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
+def _optional(name: str) -> str | None:
+    return _text(name) or None
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = _text(name).lower()
+    if not raw:
+        return default
+    if raw in _TRUE | _FALSE:
+        return raw in _TRUE
+    raise ConfigError(name, raw, "1 or 0 (or true/false, yes/no, on/off)")
+
+
+def _number(name: str, default: float, minimum: float) -> float:
+    raw = _text(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= minimum:  # also refuses nan
+        raise ConfigError(name, raw, f"a number of at least {minimum:g}")
+    return value
+
+
+def _port(name: str, default: int) -> int:
+    raw = _text(name)
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(name, raw, "a port number from 1 to 65535")
+    return int(raw)
+
+
+def _database_url(name: str, default_file: str) -> str:
+    """A SQLAlchemy URL, else a SQLite file in the var directory (created on first use)."""
+    url = _text(name)
+    if url:
+        return url
+    directory = var_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{directory / default_file}"
+
+
+# --- files ---------------------------------------------------------------------------------------
+def knowledge_dir() -> Path:
+    return Path(_text("KNOWLEDGE_DIR") or PROJECT_ROOT / "knowledge")
+
+
+def var_dir() -> Path:
+    return Path(_text("VAR_DIR") or PROJECT_ROOT / "var")
+
+
+def clinic_overrides(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Clinic settings given in the environment (or in `environ`), by setting name."""
+    environ = os.environ if environ is None else environ
+    values = {field: (environ.get(name) or "").strip() for field, name in CLINIC_SETTING_VARIABLES.items()}
+    return {field: value for field, value in values.items() if value}
+
+
+# --- conversations and locks -----------------------------------------------------------------------
+def tracker_db_url() -> str:
+    return _database_url("TRACKER_DB_URL", "tracker.db")
+
+
+def postgresql_schema() -> str | None:
+    return _optional("POSTGRESQL_SCHEMA")
+
+
+def redis_url() -> str | None:
+    return _optional("REDIS_URL")
+
+
+def redis_lock_prefix() -> str:
+    """Prefix of every key we keep in Redis; Rasa's lock store accepts letters and digits only."""
+    prefix = _text("REDIS_LOCK_PREFIX") or DEFAULT_REDIS_LOCK_PREFIX
+    if not prefix.isalnum():
+        raise ConfigError("REDIS_LOCK_PREFIX", prefix, "letters and digits only")
+    return prefix
+
+
+# --- channels --------------------------------------------------------------------------------------
+def reply_timeout_s() -> float:
+    """Seconds to wait for the bot before the patient gets the safe reply."""
+    return _number("BOT_REPLY_TIMEOUT_S", DEFAULT_REPLY_TIMEOUT_S, MIN_REPLY_TIMEOUT_S)
+
+
+def twilio_auth_token() -> str | None:
+    return _optional("TWILIO_AUTH_TOKEN")
+
+
+def twilio_webhook_url() -> str | None:
+    return _optional("TWILIO_WEBHOOK_URL")
+
+
+def sms_state_db_url() -> str:
+    return _text("SMS_STATE_DB_URL") or tracker_db_url()
+
+
+# --- staff review ------------------------------------------------------------------------------------
+def review_db_url() -> str:
+    return _database_url("REVIEW_DB_URL", "review.db")
+
+
+def review_host() -> str:
+    return _text("REVIEW_HOST") or DEFAULT_REVIEW_HOST
+
+
+def review_port() -> int:
+    return _port("REVIEW_PORT", DEFAULT_REVIEW_PORT)
+
+
+def review_cookie_secure() -> bool:
+    return _flag("REVIEW_COOKIE_SECURE", True)
+
+
+def review_trust_proxy() -> bool:
+    return _flag("REVIEW_TRUST_PROXY", False)
+
+
+def review_new_password() -> str | None:
+    """Not stripped: spaces may be part of a passphrase."""
+    return os.environ.get("REVIEW_NEW_PASSWORD")
+
+
+def review_secret_key(path: Path | None = None) -> str:
+    """REVIEW_SECRET_KEY, or a random key kept in var/review_secret (created with 0600 permissions)."""
+    key = _text("REVIEW_SECRET_KEY")
+    if key:
+        return key
+    path = Path(path or var_dir() / "review_secret")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if len(key) < MIN_SECRET_KEY_CHARS:
+            raise RuntimeError(f"{path} holds no usable secret (expected at least {MIN_SECRET_KEY_CHARS} "
+                               "characters)") from None
+        return key
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    os.chmod(path, 0o600)
+    return key
+
+
+def review_timezone() -> tzinfo:
+    """REVIEW_TIMEZONE (e.g. America/Chicago), else the server's zone (TZ, /etc/timezone), else UTC."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    configured = _text("REVIEW_TIMEZONE")
+    if configured:
+        try:
+            return ZoneInfo(configured)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError("REVIEW_TIMEZONE", configured, "an IANA time zone such as America/Chicago") from None
+    candidates = [_text("TZ")]
+    try:
+        candidates.append(Path("/etc/timezone").read_text())
+    except OSError:
+        pass
+    for name in candidates:
+        name = name.strip().lstrip(":")  # TZ may be written ":Europe/Paris"
+        if not name:
+            continue
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return ZoneInfo("UTC")
