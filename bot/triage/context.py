@@ -12,14 +12,16 @@ from pathlib import Path
 from bot.triage.matchers import FLAG_ATTRS, spacy_patterns
 from bot.triage.rules import TriageRules
 
-FIRST_PERSON = frozenset({"i", "my", "me", "myself", "mine", "im"})
+FIRST_PERSON = frozenset({"i", "my", "me", "myself", "mine", "im", "mi", "mis", "yo", "meu", "minha", "moi"})
 # "my", or "I" + a verb of reporting: what makes a question about a symptom a report about oneself
 # ("is numbness in my groin normal?", "i have chest pain, do i call?"); "do i call 911 for chest pain?" is not.
 FIRST_PERSON_REPORT = frozenset({"my", "me", "myself", "mine"})
 # Present tense next to a symptom of another adult: a caregiver reporting now ("my wife can't move her arm",
 # "my husband is slurring"), unlike "my mom had a headache after hers".
 PRESENT_TENSE = frozenset({"is", "are", "am", "has", "keeps", "keep", "can", "will", "does", "seems", "looks", "feels",
-                           "sounds", "'s", "'re", "isnt", "cant", "wont", "doesnt"})
+                           "sounds", "'s", "'re", "isnt", "cant", "wont", "doesnt",
+                           # Spanish / Portuguese present tense (accents dropped): "mi esposo esta ...", "no puede"
+                           "esta", "estan", "tiene", "tienen", "sigue", "puede", "parece", "tem", "pode"})
 FIRST_PERSON_VERBS = frozenset({"am", "have", "has", "had", "feel", "felt", "got", "was", "keep", "kept", "can", "could",
                                 "think", "woke", "just", "still", "started", "noticed", "noticing", "get", "been", "'m",
                                 "'ve", "seem", "cant", "can't"})
@@ -135,10 +137,16 @@ def mention_status(target, modifiers: list) -> tuple[str, tuple[str, ...]]:
     cue_texts = tuple(f"{m.category}:{doc[m.modifier_span[0]:m.modifier_span[1]].text}" for m in modifiers)
     strong = "CURRENT" in categories
     recent = strong or "RECENT" in categories
+    # "a day after" dates a mention relative to a shot: it makes an old-sounding mention current, but it does
+    # not make someone else's story ("my friend went numb a day after her shot") the patient's own.
+    dated = recent or "RELATIVE_TIME" in categories
     if "NEGATED_EXISTENCE" in categories:
         return "negated", cue_texts
     if "LOW_TEMPERATURE" in categories and not any(t._.get(FLAG_ATTRS["fever_temp"]) for t in target):
         return "negated", cue_texts
+    if "CHRONIC" in categories and "CHANGE" not in categories:
+        # there for months, the reason for the shot ("my legs have been weak for months from stenosis")
+        return "chronic", cue_texts
     if "EXPECTED" in categories and "LONG_DURATION" not in categories:
         return "expected", cue_texts
     if "RESOLVED" in categories and not strong:
@@ -156,7 +164,7 @@ def mention_status(target, modifiers: list) -> tuple[str, tuple[str, ...]]:
         )
         if not reports:
             return "hypothetical", cue_texts
-    if "HISTORICAL" in categories and not recent:
+    if "HISTORICAL" in categories and not dated:
         return "historical", cue_texts
     if categories & {"FAMILY", "NOT_PATIENT"} and not recent:
         others = {i for m in modifiers if m.category in {"FAMILY", "NOT_PATIENT"} for i in range(*m.modifier_span)}

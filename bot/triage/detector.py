@@ -67,7 +67,8 @@ class TriageDetector:
         for rule in rules.rules:
             for group in rule.groups.values():
                 for _, pattern in group:
-                    pattern_words.update(self._words_of(pattern))
+                    if not pattern.lang:  # English misspellings are never corrected into Spanish words
+                        pattern_words.update(self._words_of(pattern))
         fuzzy = set(rules.fuzzy) | {w for rule in rules.rules for w in rule.fuzzy}
         fuzzy |= {w for w in pattern_words if len(w) >= self._fuzzy_min and w.isalpha()}
         self._fuzzy_vocab = tuple(sorted(fuzzy))
@@ -188,6 +189,9 @@ class TriageDetector:
                 continue
             token._.set(FLAG_ATTRS["num"], True)
             words.add("#num")
+            if "." not in text and len(text) == 4 and 1950 <= value <= 2039:
+                token._.set(FLAG_ATTRS["year"], True)
+                words.add("#year")
             if "." not in text and 110 <= value <= 250:
                 token._.set(FLAG_ATTRS["high_rate"], True)
                 words.add("#high_rate")

@@ -1,12 +1,14 @@
 """Text normalisation for triage, with a map back to the original character positions.
 
-Lower case, HTML tags dropped, SMS shorthand spelled out ("cant" -> "can not", "temp" -> "temperature"),
+Lower case, HTML tags dropped, accents dropped ("fiebre alta, no siento la pierna" as written with or
+without them), SMS shorthand spelled out ("cant" -> "can not", "temp" -> "temperature"),
 "101f" -> "101 f", "8/10" -> "8 out of 10". The offset map lets a mention point into what the patient wrote.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 _SHORTHAND = {
@@ -47,8 +49,20 @@ _SHORTHAND = {
 _SHORTHAND_RE = re.compile(
     r"(?<![\w'/&])(?:" + "|".join(re.escape(k) for k in sorted(_SHORTHAND, key=len, reverse=True)) + r")(?![\w'/&])"
 )
+
+
+def _strip_accent(match: re.Match[str]) -> str:
+    """'é' -> 'e', 'ñ' -> 'n', 'ç' -> 'c' (one letter for one, so positions still map); others unchanged."""
+    char = match.group(0)
+    base = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+    return base if len(base) == 1 else char
+
+
 _PASSES: tuple[tuple[re.Pattern[str], Any], ...] = (
     (re.compile(r"<[^<>]{0,400}>"), " "),  # HTML / XML tags
+    # Accents do not count (Spanish, Portuguese and French patterns are written without them).
+    (re.compile(r"[\u00c0-\u024f]"), _strip_accent),
+    (re.compile(r"[\u00bf\u00a1]"), " "),  # Spanish opening marks: "¿es normal?" -> " es normal?"
     (re.compile(r"&(?:amp|lt|gt|quot|apos|nbsp|#\d{1,5});"),
      lambda m: {"&amp;": " and ", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&apos;": "'"}.get(m.group(0), " ")),
     (re.compile(r"[\u2018\u2019\u201b\u00b4`\u2032]"), "'"),

@@ -17,6 +17,7 @@ class TriageSpan:
     end: int
     text: str
     status: str  # "asserted" | "negated" | "hypothetical" | "historical" | "resolved" | "other_person" | "expected"
+    #              | "chronic" (there for months, the reason for the shot)
     cues: tuple[str, ...] = ()  # "CATEGORY:cue words" of the context modifiers that touched it
 
 

@@ -1,7 +1,8 @@
 """The triage rules file (knowledge/triage_rules.yml): parsing and validation, no spaCy needed.
 
-``load_rules`` reads the file section by section (settings, word_lists, conditions, rules, context, fuzzy,
-exclude), each with its own parser, so an error names the file, the rule and the field.
+``load_rules`` reads the file section by section (settings, word_lists, conditions, rules, other_languages,
+context, fuzzy, exclude), each with its own parser, so an error names the file, the rule and the field.
+``other_languages`` adds patterns in Spanish, Portuguese or French to existing rules (same ids and levels).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ MAX_GAP = 8
 RULE_FIELDS = {"id", "level", "label", "source", "patterns", "groups", "fires_when", "exclude", "fuzzy", "replaces",
                "token_patterns"}
 REQUIRED_RULE_FIELDS = ("id", "level", "label", "source")
-TOP_FIELDS = {"version", "settings", "word_lists", "conditions", "rules", "context", "fuzzy", "exclude"}
+TOP_FIELDS = {"version", "settings", "word_lists", "conditions", "rules", "other_languages", "context", "fuzzy",
+              "exclude"}
+LANGUAGES = {"es": "Spanish", "pt": "Portuguese", "fr": "French"}
+OTHER_LANGUAGE_FIELDS = {"lang", "rule", "patterns", "note"}
 SETTINGS_DEFAULTS = {
     "gap": 4,  # "..." in a pattern skips at most this many words
     "fever_threshold_f": 100.4,
@@ -38,6 +42,7 @@ SPECIALS = {
     "num": "any number",
     "ing": "a word ending in -ing (keeps getting, kept bleeding)",
     "high_rate": "a whole number from 110 to 250 (a fast pulse, next to 'pulse' / 'heart rate' / 'bpm')",
+    "year": "a year from 1950 to 2039 written with four digits ('in 2015', 'back in 2010')",
 }
 
 # Context categories: the name used in the rules file -> the medspaCy ConText category.
@@ -55,6 +60,9 @@ CONTEXT_CATEGORIES = {
     "current": "CURRENT",
     "recent": "RECENT",
     "long_duration": "LONG_DURATION",
+    "chronic": "CHRONIC",
+    "change": "CHANGE",
+    "relative_time": "RELATIVE_TIME",
     "clause_break": "CLAUSE_BREAK",
     "and_break": "AND_BREAK",
     "ignore": "IGNORE",
@@ -85,6 +93,7 @@ class Pattern:
     elements: tuple[Element, ...]
     near: tuple[Element, ...] | None = None  # must also occur somewhere in the same sentence
     near_source: str = ""
+    lang: str = ""  # "" = English; "es" / "pt" / "fr" for the other_languages section
 
 
 @dataclass(frozen=True)
@@ -280,6 +289,7 @@ def load_rules(path: Path | str | None = None) -> TriageRules:
     reader = _PatternReader(path, _parse_word_lists(path, raw.get("word_lists")), int(settings["gap"]))
     conditions = _parse_conditions(reader, raw.get("conditions"))
     rules = _parse_rules(reader, raw.get("rules"), conditions)
+    rules = _parse_other_languages(reader, raw.get("other_languages"), rules)
     context = _parse_context(reader, raw.get("context"), [rule.id for rule in rules])
     return TriageRules(
         path=str(path), settings=settings, rules=rules, conditions=conditions, context=context,
@@ -520,3 +530,75 @@ def _parse_context_group(reader: _PatternReader, where: str, item: Any, rule_ids
         applies_to=tuple(applies_to) if applies_to else None, not_for=tuple(not_for) if not_for else None,
         phrases=phrases,
     )
+
+
+def _exact_elements(elements: tuple[Element, ...]) -> tuple[Element, ...]:
+    """Every word of the elements matched only as written (no English inflections for Spanish words)."""
+    out = []
+    for element in elements:
+        if element.kind != "words":
+            out.append(element)
+            continue
+        alternatives = tuple(dict.fromkeys(tuple((w, True) for w, _ in alt) for alt in element.alternatives))
+        out.append(Element(kind="words", alternatives=alternatives, optional=element.optional,
+                           sentence_start=element.sentence_start))
+    return tuple(out)
+
+
+def _parse_other_languages(reader: _PatternReader, raw: Any, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    """`other_languages`: Spanish / Portuguese / French patterns added to existing rules.
+
+    Each entry: lang (es | pt | fr), rule ("rule_id" for its patterns, "rule_id.group" for a group of a
+    combination rule), patterns. Words match exactly as written (no English word forms; list every form),
+    accents are ignored (the text is normalised without them). A rule that reuses another with "@other"
+    gets the other's new patterns too (so Spanish "fiebre" also counts in the stiff-neck + fever rule).
+    """
+    path = reader.path
+    if raw is None:
+        return rules
+    entries = _text_list(path, None, "other_languages", raw)
+    by_id = {rule.id: rule for rule in rules}
+    added: dict[tuple[str, str], list[Pattern]] = {}
+    for index, entry in enumerate(entries):
+        where = f"other_languages[{index}]"
+        if not isinstance(entry, dict):
+            raise DataFileError(path, "must be a mapping with lang, rule and patterns", field=where)
+        unknown = set(entry) - OTHER_LANGUAGE_FIELDS
+        if unknown:
+            raise DataFileError(path, f"unknown field(s) {sorted(unknown)}; known: {sorted(OTHER_LANGUAGE_FIELDS)}",
+                                field=where)
+        lang = entry.get("lang")
+        if lang not in LANGUAGES:
+            raise DataFileError(path, f"must be one of {sorted(LANGUAGES)}", field=f"{where}.lang")
+        target = entry.get("rule")
+        rule_id, _, group = str(target or "").partition(".")
+        group = group or "main"
+        rule = by_id.get(rule_id)
+        if rule is None:
+            raise DataFileError(path, f"{target!r} is not a rule id", field=f"{where}.rule")
+        if group not in rule.groups:
+            raise DataFileError(path, f"rule {rule_id} has no group {group!r} (groups: {sorted(rule.groups)})",
+                                rule_id, f"{where}.rule")
+        patterns = reader.patterns(rule_id, f"{where}.patterns", entry.get("patterns"))
+        if not patterns:
+            raise DataFileError(path, "needs at least one pattern", rule_id, f"{where}.patterns")
+        for pattern in patterns:
+            added.setdefault((rule_id, group), []).append(Pattern(
+                source=pattern.source, elements=_exact_elements(pattern.elements),
+                near=_exact_elements(pattern.near) if pattern.near is not None else None,
+                near_source=pattern.near_source, lang=lang))
+    out = []
+    for rule in rules:
+        groups = dict(rule.groups)
+        for name, items in rule.groups.items():
+            extra = [(rule.id, p) for p in added.get((rule.id, name), [])]
+            # '@other' in this group: the other rule's new patterns come along (as they do in English)
+            referenced = {origin for origin, _ in items if origin != rule.id}
+            for origin in sorted(referenced):
+                extra.extend((origin, p) for p in added.get((origin, "main"), []))
+            if extra:
+                groups[name] = (*items, *extra)
+        out.append(Rule(id=rule.id, level=rule.level, label=rule.label, source=rule.source, groups=groups,
+                        fires_when=rule.fires_when, exclude=rule.exclude, fuzzy=rule.fuzzy, replaces=rule.replaces,
+                        token_patterns=rule.token_patterns))
+    return tuple(out)
