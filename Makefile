@@ -13,7 +13,7 @@ export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PYTHONWARNINGS := ignore
 
 TRAINING_INPUTS := config.yml domain.yml $(wildcard data/nlu/*.yml data/stories/*.yml data/rules/*.yml) \
-	$(wildcard bot/components/*.py bot/triage/*.py) bot/procedures.py knowledge/triage_rules.yml knowledge/procedures.yml
+	$(wildcard bot/components/*.py bot/triage/*.py) bot/procedures.py bot/sentence_encoder.py bot/language.py bot/vocabulary.py knowledge/triage_rules.yml knowledge/procedures.yml
 
 .PHONY: help setup setup-test run shell test test-fast bench lint validate model staff-user lock clean
 
@@ -25,7 +25,7 @@ help:
 	@echo "make bench       print accuracy, latency, memory and timing figures"
 	@echo "make staff-user  create a staff account for the review app (USERNAME=...)"
 
-$(VENV)/.lock-installed: requirements.lock scripts/setup.sh
+$(VENV)/.lock-installed: requirements.lock requirements-encoder.txt scripts/setup.sh
 	@bash scripts/setup.sh
 
 setup: $(VENV)/.lock-installed

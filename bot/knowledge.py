@@ -14,16 +14,20 @@ from pathlib import Path
 from rapidfuzz import fuzz, process, utils
 
 from bot.datafile import DataFileError, read_yaml, require_text
+from bot.messages import SMS_ASK_PROCEDURE
 from bot.paths import KNOWLEDGE_DIR
 from bot.procedures import PROCEDURES
 from bot.settings import ClinicSettings, clinic_settings, fill_placeholders
+from bot.vocabulary import SMS_MAX_CHARS, STRONG_FUZZY_MATCH
 
-SMS_LIMIT = 320
+SMS_LIMIT = SMS_MAX_CHARS
 VARIANTS = ("general",) + PROCEDURES
 LEAFLETS = PROCEDURES
+# Where a fact may come from: a leaflet section, or a clinic file (the warning signs in triage_rules.yml).
+CLINIC_SOURCES = ("triage_rules.yml",)
 ENTRY_FIELDS = {"id", "intents", "sources", "answers", "examples"}
 # A fuzzy match must be at least this close (0-100) to count as a "strong" second opinion.
-STRONG_MATCH = 88.0
+STRONG_MATCH = STRONG_FUZZY_MATCH
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,11 @@ class Entry:
     @property
     def differs_by_procedure(self) -> bool:
         return all(p in self.answers for p in PROCEDURES)
+
+    @property
+    def leaflets(self) -> frozenset[str]:
+        """The leaflets this entry's facts come from (an entry from one leaflet is not 'the same for both')."""
+        return frozenset(source.leaflet for source in self.sources if source.leaflet in LEAFLETS)
 
 
 @dataclass(frozen=True)
@@ -99,9 +108,12 @@ def _parse_entry(path: Path, index: int, raw) -> Entry:
     parsed_sources = []
     for number, source in enumerate(sources):
         field = f"sources[{number}]"
-        if not isinstance(source, dict) or source.get("leaflet") not in LEAFLETS:
-            raise DataFileError(path, f"needs 'leaflet' set to one of {LEAFLETS}", label, field)
-        parsed_sources.append(Source(source["leaflet"], require_text(path, label, f"{field}.section", source.get("section"))))
+        origin = source.get("leaflet") or source.get("clinic") if isinstance(source, dict) else None
+        if origin not in LEAFLETS + CLINIC_SOURCES:
+            raise DataFileError(
+                path, f"needs 'leaflet' set to one of {LEAFLETS} or 'clinic' set to one of {CLINIC_SOURCES}", label, field
+            )
+        parsed_sources.append(Source(origin, require_text(path, label, f"{field}.section", source.get("section"))))
 
     answers = raw.get("answers")
     if not isinstance(answers, dict) or not answers:
@@ -172,8 +184,7 @@ class KnowledgeBase:
             text = getattr(entry.answers["general"], form)
             return Reply(fill_placeholders(text, settings), entry.id, procedure)
         if form == "sms":
-            question = "Is your injection in your lower back (lumbar) or your neck (cervical)? Reply LOWER BACK or NECK."
-            return Reply(question, entry.id, None, asks_for_procedure=True)
+            return Reply(SMS_ASK_PROCEDURE, entry.id, None, asks_for_procedure=True)
         parts = [
             "It depends on where your injection is.",
             "Lower back (lumbar):\n" + entry.answers["lumbar"].web,

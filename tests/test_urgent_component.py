@@ -9,7 +9,10 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.shared.nlu.training_data.message import Message
 
 from bot import triage
-from bot.components.urgent_symptoms import LEVEL_ENTITY, SYMPTOM_ENTITY, URGENT_INTENT, UrgentSymptomDetector
+from bot.components.urgent_symptoms import UrgentSymptomDetector
+from bot.vocabulary import CHECK_SYMPTOM_INTENT, ENTITY_SYMPTOM_CHECK, URGENT_INTENT
+from bot.vocabulary import ENTITY_SYMPTOM as SYMPTOM_ENTITY
+from bot.vocabulary import ENTITY_TRIAGE_LEVEL as LEVEL_ENTITY
 
 PROCEDURE_ENTITY = {"entity": "procedure", "value": "lumbar", "start": 0, "end": 4, "confidence": 1.0,
                     "extractor": "ProcedureExtractor"}
@@ -106,8 +109,28 @@ def test_non_urgent_messages_are_left_untouched(component, text):
     assert msg.data == before
 
 
-def test_report_urgent_symptom_predicted_without_a_detection_falls_back(component):
+def test_report_urgent_symptom_predicted_without_a_detection_gets_the_check_in(component):
     msg = message("what are the warning signs", intent=URGENT_INTENT, confidence=0.6)
+    component.process([msg])
+    assert msg.get("intent")["name"] == CHECK_SYMPTOM_INTENT
+    assert [(e["entity"], e["value"]) for e in msg.get("entities")] == [(ENTITY_SYMPTOM_CHECK, True)]
+    assert not [e for e in msg.get("entities") if e["entity"] == LEVEL_ENTITY]
+
+
+def test_an_unsure_message_that_may_be_a_report_gets_the_check_in(component):
+    msg = message("my leg isnt right", intent="nlu_fallback", confidence=0.3)
+    msg.set("intent_ranking", [{"name": "nlu_fallback", "confidence": 0.3},
+                               {"name": URGENT_INTENT, "confidence": 0.25},
+                               {"name": "ask_risks", "confidence": 0.2}])
+    component.process([msg])
+    assert msg.get("intent")["name"] == CHECK_SYMPTOM_INTENT
+    assert msg.get("intent_before_triage")["name"] == "ask_risks"
+
+
+def test_an_unsure_message_that_is_not_a_report_stays_a_fallback(component):
+    msg = message("blue elephants", intent="nlu_fallback", confidence=0.3)
+    msg.set("intent_ranking", [{"name": "nlu_fallback", "confidence": 0.3},
+                               {"name": URGENT_INTENT, "confidence": 0.05}])
     component.process([msg])
     assert msg.get("intent")["name"] == "nlu_fallback" and not msg.get("entities")
 
@@ -160,15 +183,15 @@ def _classified(text: str, confidence: float):
                          "intent_ranking": [{"name": "report_urgent_symptom", "confidence": confidence}]})
 
 
-def test_an_unsure_classifier_report_becomes_a_fallback_not_a_dead_end():
+def test_a_classifier_report_no_rule_confirms_is_a_check_in_not_a_dead_end():
     from bot.components.urgent_symptoms import UrgentSymptomDetector
     from bot.triage import TriageResult
 
     component = UrgentSymptomDetector(detect=lambda text: TriageResult(level=None, symptoms=()))
     message = _classified("first nerve block ever and im nervous", 0.99)
     component.process([message])
-    assert message.get("intent")["name"] == "nlu_fallback"
-    assert not message.get("entities")
+    assert message.get("intent")["name"] == CHECK_SYMPTOM_INTENT
+    assert {e["entity"] for e in message.get("entities")} == {ENTITY_SYMPTOM_CHECK}
 
 
 def test_the_classifier_intent_is_kept_for_answering_the_question_afterwards(component):

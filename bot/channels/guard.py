@@ -19,10 +19,11 @@ from rasa.core.channels.channel import OutputChannel, UserMessage
 from bot.config import reply_timeout_s
 from bot.messages import EMPTY_REPLY, SAFE_REPLY
 from bot.settings import fill_placeholders
+from bot.vocabulary import MAX_MESSAGE_CHARS
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE_CHARS = 20_000
+TAIL_CHARS = 4_000  # a longer message keeps its start and its last 4,000 characters (a red flag is often last)
 
 Handler = Callable[[UserMessage], Awaitable[Any]]
 
@@ -49,6 +50,15 @@ class CountingOutputChannel(OutputChannel):
         return getattr(self.inner, attribute)
 
 
+def clip_message(text: str) -> str:
+    """At most MAX_MESSAGE_CHARS: the start and the end of a longer message, so triage reads both."""
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    gap = "\n...\n"
+    head = MAX_MESSAGE_CHARS - TAIL_CHARS - len(gap)
+    return text[:head] + gap + text[-TAIL_CHARS:]
+
+
 def is_blank(text: Any) -> bool:
     return not isinstance(text, str) or not text.strip()
 
@@ -66,8 +76,7 @@ def guard_handler(on_new_message: Handler, timeout_s: float | None = None) -> Ha
         if is_blank(message.text):
             await message.output_channel.send_response(recipient, {"text": EMPTY_REPLY})
             return
-        if len(message.text) > MAX_MESSAGE_CHARS:
-            message.text = message.text[:MAX_MESSAGE_CHARS]
+        message.text = clip_message(message.text)
         counter = CountingOutputChannel(message.output_channel)
         message.output_channel = counter
         task = asyncio.ensure_future(on_new_message(message))

@@ -55,7 +55,7 @@ from bot.channels.sms_text import (
     keyword,
     sms_messages,
 )
-from bot.messages import EMPTY_REPLY
+from bot.messages import EMPTY_REPLY, HELP_REPLY, MEDIA_REPLY, OPT_IN_REPLY, OPT_OUT_REPLY
 from bot.privacy import mask_sender
 from bot.settings import fill_placeholders
 
@@ -65,19 +65,6 @@ MAX_REQUEST_BYTES = 64_000
 MAX_REPLY_TIMEOUT_S = 12.0  # Twilio waits 15 s for the TwiML
 SEEN_MESSAGE_DAYS = 7
 
-OPT_OUT_REPLY = (
-    "You will get no more texts from the {clinic_name} assistant. Reply START to turn texts back on. "
-    "Questions: call {clinic_phone}. Emergency: call {emergency_number}."
-)
-OPT_IN_REPLY = (
-    "Texts from the {clinic_name} assistant are on. Ask a question about your nerve root injection. "
-    "Reply HELP for help, STOP to opt out."
-)
-HELP_REPLY = (
-    "{clinic_name} patient assistant: answers about your nerve root injection. To talk with staff call "
-    "{clinic_phone} ({clinic_hours}). Emergency: call {emergency_number}. Reply STOP to opt out."
-)
-MEDIA_REPLY = "I can only read text. Please type your question about your nerve root injection."
 
 
 # --- state: opt-outs and seen MessageSids ----------------------------------------------------------

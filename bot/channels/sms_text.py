@@ -10,9 +10,10 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-SMS_MAX_CHARS = 320
+from bot.messages import SMS_TRUNCATED_NOTE
+from bot.vocabulary import SMS_MAX_CHARS
+
 SMS_MAX_MESSAGES = 6
-TRUNCATED_NOTE = "That answer is too long for text messages. Please call {clinic_name} at {clinic_phone}."  # filled by the channel
 
 OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
 OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP"})
@@ -162,5 +163,5 @@ def sms_messages(
         return chunks
     chunks = split_sms(text, limit - 8)  # room for " (12/15)"
     if len(chunks) > max_messages:
-        chunks = chunks[: max_messages - 1] + [TRUNCATED_NOTE]
+        chunks = chunks[: max_messages - 1] + [SMS_TRUNCATED_NOTE]  # placeholders filled by the channel
     return [f"{chunk} ({number}/{len(chunks)})" for number, chunk in enumerate(chunks, start=1)]

@@ -35,7 +35,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
-from bot.channels.guard import MAX_MESSAGE_CHARS, guard_handler
+from bot.channels.guard import clip_message, guard_handler
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class ClinicSocketIOInput(SocketIOInput):
             if not isinstance(metadata, dict):
                 metadata = {}
             message = UserMessage(
-                text[:MAX_MESSAGE_CHARS],
+                clip_message(text),
                 ClinicSocketIOOutput(sio, self.bot_message_evt),
                 sender_id,
                 input_channel=self.name(),

@@ -6,6 +6,12 @@ puts it at the top of the intent ranking, and adds one ``triage_level`` entity (
 and one ``symptom`` entity per rule that fired (the rule id, e.g. ``bladder_bowel``). The domain maps them to
 the ``triage_level`` and ``symptoms`` slots, and data/rules/triage.yml answers with the seek-care message.
 
+When no rule fires but the intent classifier reads the message as a symptom report (its top intent is
+``report_urgent_symptom``, or that intent is close behind an unsure guess), the intent becomes
+``check_symptom`` with a ``symptom_check`` entity: the patient gets a short check-in that says what to do
+if it is new or getting worse (never "I'm not sure I understood"), and staff see the flag.
+``triage_level`` stays reserved for what a rule confirms.
+
 When nothing is found the message is left exactly as it was. The component never raises: a failure is
 logged and the message passes through untouched (the rules-file detector itself never raises either).
 """
@@ -38,14 +44,17 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 
 from bot import triage
+from bot.vocabulary import (
+    CHECK_SYMPTOM_INTENT,
+    ENTITY_SYMPTOM,
+    ENTITY_SYMPTOM_CHECK,
+    ENTITY_TRIAGE_LEVEL,
+    FALLBACK_INTENT,
+    INTENT_BEFORE_TRIAGE,
+    URGENT_INTENT,
+)
 
 logger = logging.getLogger(__name__)
-
-URGENT_INTENT = "report_urgent_symptom"
-LEVEL_ENTITY = "triage_level"
-SYMPTOM_ENTITY = "symptom"
-FALLBACK_INTENT = "nlu_fallback"
-INTENT_BEFORE_TRIAGE = "intent_before_triage"
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
@@ -54,7 +63,9 @@ class UrgentSymptomDetector(GraphComponent, IntentClassifier, EntityExtractorMix
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
-        return {"intent": URGENT_INTENT}
+        # check_below_fallback: an unsure (nlu_fallback) message whose ranking gives report_urgent_symptom
+        # at least this confidence gets the symptom check-in instead of "I'm not sure I understood".
+        return {"intent": URGENT_INTENT, "check_below_fallback": 0.2}
 
     @classmethod
     def create(
@@ -90,33 +101,55 @@ class UrgentSymptomDetector(GraphComponent, IntentClassifier, EntityExtractorMix
             return
         result = self._detect(text)
         if result is None or not result.level:
-            self._review_classifier_report(message, text)
+            self._check_unconfirmed_report(message, text)
             return
-        intent_name = self.component_config["intent"]
+        self._override_intent(message, self.component_config["intent"], self.entities_for(text, result))
+
+    def _override_intent(self, message: Message, intent_name: str, entities: list[dict[str, Any]]) -> None:
         intent = {INTENT_NAME_KEY: intent_name, PREDICTED_CONFIDENCE_KEY: 1.0}
-        # Kept so the patient's question in the same message can be answered after the seek-care message.
-        message.set(INTENT_BEFORE_TRIAGE, dict(message.get(INTENT) or {}), add_to_output=True)
         ranking = [
             dict(item) for item in (message.get(INTENT_RANKING_KEY) or [])
             if isinstance(item, dict) and item.get(INTENT_NAME_KEY) != intent_name
         ]
+        # Kept so the patient's question in the same message can be answered after the seek-care message.
+        before = dict(message.get(INTENT) or {})
+        if before.get(INTENT_NAME_KEY) in (URGENT_INTENT, FALLBACK_INTENT):
+            before = next(
+                (dict(item) for item in ranking if item.get(INTENT_NAME_KEY) not in (URGENT_INTENT, FALLBACK_INTENT)), {}
+            )
+        message.set(INTENT_BEFORE_TRIAGE, before, add_to_output=True)
         message.set(INTENT, intent, add_to_output=True)
         message.set(INTENT_RANKING_KEY, [dict(intent), *ranking], add_to_output=True)
-        entities = list(message.get(ENTITIES) or [])
-        message.set(ENTITIES, entities + self.add_extractor_name(self.entities_for(text, result)), add_to_output=True)
+        entities = self.add_extractor_name(entities)
+        message.set(ENTITIES, list(message.get(ENTITIES) or []) + entities, add_to_output=True)
 
-    def _review_classifier_report(self, message: Message, text: str) -> None:
-        """The intent classifier alone says `report_urgent_symptom`, but no rule matched: fall back.
+    def _check_unconfirmed_report(self, message: Message, text: str) -> None:
+        """The classifier reads a symptom report that no rule confirms: a check-in, not a fallback.
 
         Measured on tests/triage/cases.jsonl, escalating on the classifier alone (confidence >= 0.8)
         added 20 false alarms on negated/resolved/other-person mentions and caught nothing the rules
-        missed. The fallback reply still tells the patient to call if something is wrong, and the
-        turn ends in a rule instead of an unanswered intent.
+        missed, so such a message is not escalated; but "I'm not sure I understood" says nothing about
+        getting help, so it gets the check-in (what to do if it is new or worse) and a flag for staff.
         """
         intent = message.get(INTENT) or {}
-        if intent.get(INTENT_NAME_KEY) == self.component_config["intent"]:
-            confidence = float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0)
-            message.set(INTENT, {INTENT_NAME_KEY: FALLBACK_INTENT, PREDICTED_CONFIDENCE_KEY: confidence}, add_to_output=True)
+        name = intent.get(INTENT_NAME_KEY)
+        urgent_confidence = next(
+            (float(item.get(PREDICTED_CONFIDENCE_KEY) or 0.0) for item in (message.get(INTENT_RANKING_KEY) or [])
+             if isinstance(item, dict) and item.get(INTENT_NAME_KEY) == self.component_config["intent"]),
+            0.0,
+        )
+        reads_as_report = name == self.component_config["intent"] or (
+            name == FALLBACK_INTENT and urgent_confidence >= self.component_config["check_below_fallback"]
+        )
+        if reads_as_report:
+            flag = {
+                ENTITY_ATTRIBUTE_TYPE: ENTITY_SYMPTOM_CHECK,
+                ENTITY_ATTRIBUTE_VALUE: True,
+                ENTITY_ATTRIBUTE_START: 0,
+                ENTITY_ATTRIBUTE_END: len(text),
+                ENTITY_ATTRIBUTE_CONFIDENCE: urgent_confidence,
+            }
+            self._override_intent(message, CHECK_SYMPTOM_INTENT, [flag])
 
     @staticmethod
     def entities_for(text: str, result: triage.TriageResult) -> list[dict[str, Any]]:
@@ -142,6 +175,6 @@ class UrgentSymptomDetector(GraphComponent, IntentClassifier, EntityExtractorMix
             (rule for rule in result.symptoms if triage.rule_level(rule) == result.level),
             result.symptoms[0] if result.symptoms else None,
         )
-        return [entity(LEVEL_ENTITY, result.level, level_rule)] + [
-            entity(SYMPTOM_ENTITY, rule, rule) for rule in result.symptoms
+        return [entity(ENTITY_TRIAGE_LEVEL, result.level, level_rule)] + [
+            entity(ENTITY_SYMPTOM, rule, rule) for rule in result.symptoms
         ]

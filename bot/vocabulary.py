@@ -1,0 +1,45 @@
+"""Names and limits shared by the Rasa process, the action server, the channels and the review app.
+
+One home for each: a name used in domain.yml, the NLU components, the actions and the review tools is
+written here once, so the processes cannot drift apart. (Environment settings live in bot/config.py.)
+"""
+
+from __future__ import annotations
+
+# --- intents --------------------------------------------------------------------------------------
+URGENT_INTENT = "report_urgent_symptom"  # set by UrgentSymptomDetector when a triage rule fires
+CHECK_SYMPTOM_INTENT = "check_symptom"  # a possible new problem that no rule confirms
+OTHER_LANGUAGE_INTENT = "other_language"  # set by LanguageDetector
+FALLBACK_INTENT = "nlu_fallback"  # Rasa's FallbackClassifier
+OUT_OF_SCOPE_INTENT = "out_of_scope"
+DECLINE_INTENTS = (OUT_OF_SCOPE_INTENT, FALLBACK_INTENT)  # how the bot declines a question
+INFORM_PROCEDURE = "inform_procedure"
+MORE_ON_TOPIC = "more_on_topic"
+OTHER_PROCEDURE = "other_procedure"
+
+# --- message keys set by the NLU components --------------------------------------------------------
+INTENT_BEFORE_TRIAGE = "intent_before_triage"  # the classifier's intent, kept when triage overrides it
+
+# --- entities and slots -----------------------------------------------------------------------------
+ENTITY_TRIAGE_LEVEL = SLOT_TRIAGE_LEVEL = "triage_level"
+ENTITY_SYMPTOM = "symptom"
+SLOT_SYMPTOMS = "symptoms"
+ENTITY_SYMPTOM_CHECK = SLOT_SYMPTOM_CHECK = "symptom_check"
+ENTITY_LANGUAGE = SLOT_LANGUAGE = "language"
+ENTITY_PROCEDURE = SLOT_PROCEDURE = "procedure"
+SLOT_LAST_TOPIC = "last_topic"
+
+# --- triage levels, most serious first ---------------------------------------------------------------
+EMERGENCY = "emergency"
+URGENT = "urgent"
+TRIAGE_LEVELS = (EMERGENCY, URGENT)
+
+# --- channels (Rasa output channel names) ----------------------------------------------------------
+CHANNEL_REST = "rest"
+CHANNEL_WEB = "socketio"
+CHANNEL_SMS = "sms"
+
+# --- limits -------------------------------------------------------------------------------------------
+MAX_MESSAGE_CHARS = 20_000  # longest accepted patient message on every channel; triage reads all of it
+SMS_MAX_CHARS = 320  # one SMS reply part (two concatenated segments)
+STRONG_FUZZY_MATCH = 88.0  # rapidfuzz score at which the second opinion may answer an unsure message
