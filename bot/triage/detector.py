@@ -72,6 +72,11 @@ class TriageDetector:
         fuzzy = set(rules.fuzzy) | {w for rule in rules.rules for w in rule.fuzzy}
         fuzzy |= {w for w in pattern_words if len(w) >= self._fuzzy_min and w.isalpha()}
         self._fuzzy_vocab = tuple(sorted(fuzzy))
+        # Words of the Spanish / Portuguese / French patterns are never "corrected" into English ones ("rigida")
+        self._foreign_words = frozenset(
+            w for rule in rules.rules for group in rule.groups.values() for _, pattern in group if pattern.lang
+            for w in self._words_of(pattern) | (self._words_of_near(pattern))
+        )
         self._correct = lru_cache(maxsize=20_000)(self._correct_uncached)
 
         # Matchers: targets (T), "near" cues (C) and conditions (K); exclusions (X) in their own bank and,
@@ -118,6 +123,12 @@ class TriageDetector:
             self.context = build_context_matcher(nlp, rules, context_rules)
 
     # -- building ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _words_of_near(pattern: Pattern) -> set[str]:
+        if pattern.near is None:
+            return set()
+        return {w for element in pattern.near for alt in element.alternatives for w, _ in alt}
 
     @staticmethod
     def _words_of(pattern: Pattern) -> set[str]:
@@ -168,7 +179,7 @@ class TriageDetector:
                     token._.set(FLAG_ATTRS["ing"], True)
                     words.add("#ing")
                 if (len(text) >= self._fuzzy_min and len(text) <= 30 and text.isascii()
-                        and text not in self._known_words):
+                        and text not in self._known_words and text not in self._foreign_words):
                     corrected = self._correct(text)
                     if corrected:
                         token.norm_ = corrected
