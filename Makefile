@@ -13,7 +13,7 @@ export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PYTHONWARNINGS := ignore
 
 TRAINING_INPUTS := config.yml domain.yml $(wildcard data/nlu/*.yml data/stories/*.yml data/rules/*.yml) \
-	$(wildcard bot/components/*.py bot/triage/*.py) bot/procedures.py bot/sentence_encoder.py bot/language.py bot/vocabulary.py knowledge/triage_rules.yml knowledge/procedures.yml
+	$(wildcard bot/components/*.py bot/triage/*.py) bot/procedures.py bot/sentence_encoder.py bot/language.py bot/vocabulary.py knowledge/triage_rules.yml knowledge/procedures.yml knowledge/not_covered.yml bot/not_covered.py
 
 .PHONY: help setup setup-test run shell test test-fast bench lint validate model staff-user lock clean
 

@@ -19,6 +19,7 @@ OTHER_PROCEDURE = "other_procedure"
 
 # --- message keys set by the NLU components --------------------------------------------------------
 INTENT_BEFORE_TRIAGE = "intent_before_triage"  # the classifier's intent, kept when triage overrides it
+NOT_COVERED_KEY = "not_covered"  # the knowledge/not_covered.yml group a declined message named
 
 # --- entities and slots -----------------------------------------------------------------------------
 ENTITY_TRIAGE_LEVEL = SLOT_TRIAGE_LEVEL = "triage_level"

@@ -16,24 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.devtools.stack import BotStack, http_json  # noqa: E402
-from bot.patient_eval import Scorer  # noqa: E402
-
-
-def rest_scorer(url: str, token: str) -> Scorer:
-    def send(sender: str, text: str) -> str:
-        status, body = http_json("POST", f"{url}/webhooks/rest/webhook?token={token}", {"sender": sender, "message": text})
-        if status != 200:
-            raise RuntimeError(f"REST {status}: {body}")
-        return "\n".join(m.get("text", "") for m in body if m.get("text"))
-
-    def tracker(sender: str) -> dict:
-        status, body = http_json("GET", f"{url}/conversations/{sender}/tracker?token={token}")
-        if status != 200:
-            raise RuntimeError(f"tracker {status}: {body}")
-        return body
-
-    return Scorer(send, tracker)
+from bot.devtools.patient_eval import rest_scorer  # noqa: E402
+from bot.devtools.stack import BotStack  # noqa: E402
 
 
 def main() -> None:

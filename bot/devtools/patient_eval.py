@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DECLINE_INTENTS = ("out_of_scope", "nlu_fallback")
+from bot.vocabulary import DECLINE_INTENTS
 
 # send(sender, text) -> reply text; tracker(sender) -> tracker dict
 Send = Callable[[str, str], str]
@@ -89,6 +89,25 @@ class SetScore:
                             ("urgent_escalated", self.urgent_escalated), ("negatives_calm", self.negatives_calm),
                             ("conversations", self.conversations))
         } | {"in_scope_told_emergency": self.in_scope_told_emergency}
+
+
+def rest_scorer(url: str, token: str) -> Scorer:
+    """A scorer that talks to a running Rasa server over HTTP, as the clinic's evaluation does."""
+    from bot.devtools.stack import http_json
+
+    def send(sender: str, text: str) -> str:
+        status, body = http_json("POST", f"{url}/webhooks/rest/webhook?token={token}", {"sender": sender, "message": text})
+        if status != 200:
+            raise RuntimeError(f"REST {status}: {body}")
+        return "\n".join(m.get("text", "") for m in body if m.get("text"))
+
+    def tracker(sender: str) -> dict[str, Any]:
+        status, body = http_json("GET", f"{url}/conversations/{sender}/tracker?token={token}")
+        if status != 200:
+            raise RuntimeError(f"tracker {status}: {body}")
+        return body
+
+    return Scorer(send, tracker)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

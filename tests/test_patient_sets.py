@@ -1,0 +1,62 @@
+"""Frozen patient-message sets, scored through the real REST API and tracker as the clinic scores the bot.
+
+`tests/eval/fresh_a/` was written by an author who never saw the training data, rules or tests (see its
+README for how, and for the first-look score before any change). It is now a regression set: the bot was
+tuned on its misses, so these floors guard against going back, they do not measure unseen wording.
+`../shared/eval/` (the sample and released batch 1) is read where it is present beside the repo (CI has it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.devtools.patient_eval import SetScore, rest_scorer
+
+pytestmark = pytest.mark.stack
+
+ROOT = Path(__file__).resolve().parents[1]
+FRESH_A = ROOT / "tests" / "eval" / "fresh_a"
+SHARED_EVAL = ROOT.parent / "shared" / "eval"
+
+# Floors a little under the measured score, so a real regression fails and noise does not.
+FLOORS = {
+    FRESH_A: {"answered": 0.95, "declined": 0.95, "urgent_escalated": 1.0, "negatives_calm": 0.97,
+              "conversations": 0.94, "in_scope_told_emergency": 0},
+    SHARED_EVAL: {"answered": 1.0, "declined": 1.0, "urgent_escalated": 1.0, "negatives_calm": 1.0,
+                  "in_scope_told_emergency": 0},
+    SHARED_EVAL / "released-batch-1": {"answered": 0.97, "declined": 0.93, "urgent_escalated": 1.0,
+                                       "negatives_calm": 0.95, "in_scope_told_emergency": 0},
+}
+
+
+def below_floor(score: SetScore, floors: dict[str, float]) -> list[str]:
+    problems = []
+    for measure, floor in floors.items():
+        if measure == "in_scope_told_emergency":
+            if score.in_scope_told_emergency > floor:
+                problems.append(f"{score.in_scope_told_emergency} in-scope questions were told to call 911")
+        elif getattr(score, measure).rate < floor:
+            problems.append(f"{measure} {getattr(score, measure).rate:.3f} < {floor}")
+    return problems
+
+
+@pytest.mark.parametrize("folder", list(FLOORS), ids=lambda p: str(p.relative_to(ROOT.parent)))
+def test_frozen_patient_set_meets_its_floors(bot_stack, folder):
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not beside this checkout")
+    score = rest_scorer(bot_stack.url, bot_stack.token).score(folder)
+    print(score.summary(show_misses=20))
+    assert not below_floor(score, FLOORS[folder]), score.summary(show_misses=20)
+
+
+def test_the_fresh_set_is_as_large_as_the_issue_asks():
+    from bot.devtools.patient_eval import read_jsonl
+
+    urgent = read_jsonl(FRESH_A / "urgent.jsonl")
+    assert len(read_jsonl(FRESH_A / "questions.jsonl")) >= 300
+    assert len(read_jsonl(FRESH_A / "out_of_scope.jsonl")) >= 100
+    assert sum(row["urgent"] for row in urgent) >= 150
+    assert sum(not row["urgent"] for row in urgent) >= 100
+    assert len(read_jsonl(FRESH_A / "conversations.jsonl")) >= 40
