@@ -8,7 +8,7 @@
   purge --older-than-days N [--yes]           retention: dry run unless --yes
   access-log [--user U] [--limit N]           who viewed or exported what
 
-Filters: --from YYYY-MM-DD --to YYYY-MM-DD --channel web|sms|rest --escalated any|emergency|urgent
+Filters: --from YYYY-MM-DD --to YYYY-MM-DD --channel web|sms|rest --escalated any|emergency|urgent|check
          --unanswered --search TEXT
 Every view/export from the CLI is recorded in the access log as `cli:<os user>`.
 """

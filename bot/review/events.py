@@ -18,10 +18,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.review.db import StoreUnavailable, has_events_table
+from bot.vocabulary import DECLINE_INTENTS, TRIAGE_LEVELS
 
-UNANSWERED_INTENTS = ("nlu_fallback", "out_of_scope")
+UNANSWERED_INTENTS = DECLINE_INTENTS
 UNANSWERED_SQL = "('nlu_fallback', 'out_of_scope')"
-ESCALATION_LEVELS = ("emergency", "urgent")
+ESCALATION_LEVELS = TRIAGE_LEVELS
 BUCKET_S = 900  # dashboards group by 15-minute buckets in SQL, then by local day (every UTC offset is a multiple)
 
 
@@ -89,6 +90,8 @@ def bot_message(data: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
     if isinstance(custom, dict) and custom.get("kind") == "seek_care":
         level = custom.get("level")
         note = f"Seek-care message ({level})" if level else "Seek-care message"
+    elif isinstance(custom, dict) and custom.get("kind") == "symptom_check":
+        note = "Symptom check-in: a possible new problem no rule confirmed (flagged for staff)"
     text = data.get("text")
     if not text and isinstance(payload, dict):
         buttons = payload.get("buttons") or []

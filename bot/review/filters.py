@@ -6,10 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 
+from bot.vocabulary import CHANNEL_REST, CHANNEL_SMS, CHANNEL_WEB, TRIAGE_LEVELS
+
 # filter value -> input_channel stored by Rasa
-CHANNELS = {"web": "socketio", "sms": "sms", "rest": "rest"}
-CHANNEL_LABELS = {"socketio": "Web chat", "sms": "SMS", "rest": "REST"}
-ESCALATED_CHOICES = ("any", "emergency", "urgent")
+CHANNELS = {"web": CHANNEL_WEB, "sms": CHANNEL_SMS, "rest": CHANNEL_REST}
+CHANNEL_LABELS = {CHANNEL_WEB: "Web chat", CHANNEL_SMS: "SMS", CHANNEL_REST: "REST"}
+# "check": a symptom check-in (a possible new problem no triage rule confirmed)
+ESCALATED_CHOICES = ("any", *TRIAGE_LEVELS, "check")
 MAX_SEARCH_CHARS = 200
 
 
@@ -30,7 +33,7 @@ class Filters:
     date_from: date | None = None
     date_to: date | None = None
     channel: str | None = None  # web | sms | rest
-    escalated: str | None = None  # any | emergency | urgent
+    escalated: str | None = None  # any | emergency | urgent | check
     unanswered: bool = False
     search: str = ""
 

@@ -18,6 +18,7 @@ from bot.review.dashboard import Dashboard, build_dashboard
 from bot.review.events import UNANSWERED_SQL, EventsTable
 from bot.review.filters import CHANNELS, Filters, channel_label, day_start
 from bot.review.transcript import Transcript, read_transcript
+from bot.vocabulary import CHECK_SYMPTOM_INTENT
 
 ID_CHUNK = 500
 EXPORT_CHUNK = 1000
@@ -97,6 +98,8 @@ class ConversationStore(EventsTable):
                             THEN (CASE WHEN {value} = 'emergency' THEN 1 ELSE 0 END) ELSE 0 END) AS emergency,
                    MAX(CASE WHEN type_name = 'slot' AND action_name = 'triage_level'
                             THEN (CASE WHEN {value} = 'urgent' THEN 1 ELSE 0 END) ELSE 0 END) AS urgent,
+                   SUM(CASE WHEN type_name = 'user' AND intent_name = '{CHECK_SYMPTOM_INTENT}' THEN 1 ELSE 0 END)
+                       AS checks,
                    MIN(CASE WHEN type_name = 'user' THEN id END) AS first_user_id{search_column}
             FROM events
             GROUP BY sender_id
@@ -120,6 +123,8 @@ class ConversationStore(EventsTable):
             where.append("c.emergency = 1")
         elif filters.escalated == "urgent":
             where.append("c.urgent = 1")
+        elif filters.escalated == "check":
+            where.append("c.checks > 0")
         if filters.unanswered:
             where.append("c.unanswered > 0")
         if filters.search:

@@ -27,10 +27,11 @@ from bot.triage.matchers import FLAG_ATTRS, SENTENCE_START_ATTR, MatcherBank, re
 from bot.triage.normalise import normalise
 from bot.triage.result import EMPTY_RESULT, LEVELS, TriageResult, TriageSpan
 from bot.triage.rules import Element, Pattern, TriageRules
+from bot.vocabulary import MAX_MESSAGE_CHARS
 
 logger = logging.getLogger(__name__)
 
-MAX_SCAN_CHARS = 20_000  # longer texts: the first 16,000 and the last 4,000 characters are scanned
+MAX_SCAN_CHARS = MAX_MESSAGE_CHARS  # every accepted message is read whole; longer: first 16,000 + last 4,000
 CHUNK_CHARS = 1_200  # texts are read in pieces of at most this size, cut at sentence ends
 
 
