@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 from bot.devtools.socketio_client import MiniSocketIO
+from bot.devtools.stack import wait_until
 from bot.devtools.twilio_requests import new_phone, post_sms, twilio_params
 from bot.settings import clinic_settings
 from bot.vocabulary import MAX_MESSAGE_CHARS
@@ -50,7 +51,8 @@ def test_web_chat(channel_stack, length):
 
     sid, received = asyncio.run(talk())
     assert received[0].get("kind") == "seek_care" and received[0].get("level") == "emergency"
-    assert channel_stack.tracker(sid)["slots"]["triage_level"] == "emergency"
+    # the seek-care message is emitted before the turn ends; the tracker is saved when it does
+    wait_until(lambda: channel_stack.tracker(sid)["slots"]["triage_level"] == "emergency", 10, "tracker saved")
 
 
 @pytest.mark.parametrize("length", LENGTHS, ids=["longest-accepted", "over-the-limit"])
