@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from bot.datafile import DataFileError, read_yaml
-from bot.knowledge import SMS_LIMIT, STRONG_MATCH, Entry, KnowledgeBase, load_knowledge
+from bot.knowledge import CLINIC_SOURCES, SMS_LIMIT, STRONG_MATCH, Entry, KnowledgeBase, load_knowledge
 from bot.paths import KNOWLEDGE_DIR, PROJECT_ROOT
 from bot.readability import MAX_READING_GRADE, reading_grade
 from bot.settings import ClinicSettings, fill_placeholders, load_clinic_settings
@@ -195,10 +195,11 @@ def _entry_problems(entry: Entry, leaflet_hashes: set[str], settings: ClinicSett
                     report: LintReport) -> Iterator[str]:
     where = f"{Path(entry.path).name}:{entry.id}"
     for source in entry.sources:
-        if source.section not in SECTIONS.get(source.leaflet, set()):
+        if source.leaflet in CLINIC_SOURCES:  # the clinic's own file (warning signs): it must exist
+            if not (KNOWLEDGE_DIR / source.leaflet).is_file():
+                yield f"{where}: cites {source.leaflet!r}, which is not in knowledge/"
+        elif source.section not in SECTIONS.get(source.leaflet, set()):
             yield f"{where}: unknown source {source.leaflet!r} / {source.section!r}"
-    if "general" in entry.answers and len(entry.answers) > 1:
-        yield f"{where}: has general and variants (tests expect variant entries without general)"
     for variant, answer in entry.answers.items():
         for form, text in (("web", answer.web), ("sms", answer.sms)):
             yield from _text_problems(f"{where}.{variant}.{form}", form, text, leaflet_hashes, settings, report)

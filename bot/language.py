@@ -36,6 +36,8 @@ FUNCTION_WORDS: dict[str, frozenset[str]] = {
         "febre ajuda não".split()
     ),
 }
+# Words that are also English ("a", "no", "me", "son", "injection") never count for another language.
+SHARED_WITH_ENGLISH = frozenset("a as no me son sin con e o se injection pain".split())
 WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 MIN_WORDS = 3  # shorter messages ("ok", "si", "no") are not judged
 MIN_SHARE = 0.25  # share of a message's words that must be that language's function words
@@ -45,7 +47,10 @@ def _strip_accents(word: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
 
 
-_PLAIN_WORDS = {code: frozenset(_strip_accents(w) for w in words) for code, words in FUNCTION_WORDS.items()}
+_PLAIN_WORDS = {
+    code: frozenset(_strip_accents(w) for w in words if code == "en" or w not in SHARED_WITH_ENGLISH)
+    for code, words in FUNCTION_WORDS.items()
+}
 
 
 def _is_latin(char: str) -> bool:
@@ -64,6 +69,6 @@ def detect_language(text: str) -> str | None:
     if "¿" in text or "¡" in text or "ñ" in text.lower():
         scores["es"] += 2
     best = max(scores, key=lambda code: (scores[code], code == "en"))
-    if best != "en" and scores[best] > scores["en"] and scores[best] >= MIN_SHARE * len(words) and scores[best] >= 2:
+    if best != "en" and scores[best] >= 2 * scores["en"] and scores[best] >= MIN_SHARE * len(words) and scores[best] >= 2:
         return best
     return "en" if scores["en"] >= 1 else None

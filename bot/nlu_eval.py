@@ -17,10 +17,22 @@ class AccuracyReport:
     correct: int = 0
     confusions: Counter = field(default_factory=Counter)
     misses: list[tuple[str, str, str]] = field(default_factory=list)
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # (gold, predicted as scored)
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.total if self.total else 0.0
+
+    def per_intent(self) -> dict[str, tuple[float, float, int]]:
+        """Precision, recall and support per gold intent (a declined out-of-scope counts as out_of_scope)."""
+        gold_counts = Counter(gold for gold, _ in self.pairs)
+        predicted_counts = Counter(predicted for _, predicted in self.pairs)
+        hits = Counter(gold for gold, predicted in self.pairs if gold == predicted)
+        return {
+            intent: (hits[intent] / predicted_counts[intent] if predicted_counts[intent] else 0.0,
+                     hits[intent] / support, support)
+            for intent, support in sorted(gold_counts.items())
+        }
 
     def summary(self, top: int = 15) -> str:
         lines = [f"held-out intent accuracy {self.accuracy:.3f} ({self.correct}/{self.total})"]
@@ -41,7 +53,9 @@ def evaluate(examples: Iterable[tuple[str, str]], predict: Callable[[str], str])
     for text, gold in examples:
         predicted = predict(text)
         report.total += 1
-        if predicted == gold or predicted in ACCEPTED_ALTERNATIVES.get(gold, set()):
+        right = predicted == gold or predicted in ACCEPTED_ALTERNATIVES.get(gold, set())
+        report.pairs.append((gold, gold if right else predicted))
+        if right:
             report.correct += 1
         else:
             report.confusions[(gold, predicted)] += 1

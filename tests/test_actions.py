@@ -9,6 +9,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.actions import ActionAnswerAfterTriage, ActionAnswerTopic, ActionFallbackAnswer
 from bot.knowledge import knowledge_base
+from bot.settings import clinic_settings
 
 
 def make_tracker(intent: str, text: str = "question", slots: dict | None = None, channel: str = "rest") -> Tracker:
@@ -60,12 +61,27 @@ def test_known_procedure_gets_its_own_variant():
 
 
 def test_unknown_procedure_on_the_web_gets_both_and_on_sms_a_question():
-    entry = next(e for e in knowledge_base().entries if e.differs_by_procedure)
+    entry = next(e for e in knowledge_base().entries if e.differs_by_procedure and "general" not in e.answers)
     web, _ = run(ActionAnswerTopic(), make_tracker(entry.intents[0]))
     assert "Lower back (lumbar)" in web[0] and "Neck (cervical)" in web[0]
     sms, events = run(ActionAnswerTopic(), make_tracker(entry.intents[0], channel="sms"))
     assert "lower back" in sms[0].lower() and "neck" in sms[0].lower() and sms[0].endswith("NECK.")
     assert events == [SlotSet("last_topic", entry.id)]  # the reply "neck" re-answers this topic
+
+
+@pytest.mark.parametrize("intent", ["ask_when_to_call", "ask_risks"])
+def test_safety_topics_are_sent_at_once_on_sms_without_asking_which_injection(intent):
+    sms, _ = run(ActionAnswerTopic(), make_tracker(intent, channel="sms"))
+    assert "LOWER BACK or NECK" not in sms[0]
+    assert clinic_settings().emergency_number in sms[0] and len(sms[0]) <= 320
+
+
+def test_the_after_the_shot_warning_signs_match_the_triage_rules():
+    """Each emergency sign of the triage rules has its plain words in the warning-signs answer."""
+    text = knowledge_base().entry_for_intent("ask_when_to_call").answers["general"].web.lower()
+    for words in (["much worse"], ["weakness"], ["numbness"], ["groin"], ["pee"], ["headache"], ["breathing"],
+                  ["chest pain"], ["faint"], ["slurred"], ["seeing"], ["bleeds"], ["fever"], ["swollen"]):
+        assert any(word in text for word in words), words
 
 
 def test_sms_gets_the_short_form():

@@ -18,6 +18,11 @@ def test_topic_rules_knowledge_intents_and_domain_topic_intents_agree():
     assert load_knowledge().intents == domain
 
 
+def test_the_knowledge_base_passes_its_own_lint():
+    report = lint_knowledge(read_hashes())
+    assert not report.problems, report.problems
+
+
 def test_intent_disagreements_name_the_list_that_differs():
     problems = intent_disagreements(knowledge=["ask_a", "ask_b"], domain=["ask_a", "ask_b"], rules=["ask_a", "ask_c"])
     assert problems == ["topic intents without topic rules: ['ask_b']",

@@ -115,3 +115,14 @@ def test_training_needs_at_least_two_intents(model_storage, resource):
     classifier = LinearIntentClassifier(CONFIG, model_storage, resource)
     with pytest.raises(ValueError, match="two intents"):
         classifier.train(training_data({"ask_driving": EXAMPLES["ask_driving"]}))
+
+
+def test_with_the_sentence_embedding_a_paraphrase_without_shared_words_is_understood(
+    model_storage, resource, execution_context
+):
+    """The embedding block carries meaning the TF-IDF blocks cannot: no word of the query is in the data."""
+    with_embedding = LinearIntentClassifier.create({"embedding_weight": 1.0}, model_storage, resource, execution_context)
+    with_embedding.train(training_data(EXAMPLES))
+    assert with_embedding.rank("expecting a baby soon")[0][INTENT_NAME_KEY] == "ask_pregnancy"
+    loaded = LinearIntentClassifier.load({"embedding_weight": 1.0}, model_storage, resource, execution_context)
+    assert loaded.rank("expecting a baby soon") == with_embedding.rank("expecting a baby soon")

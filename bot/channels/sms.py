@@ -58,6 +58,7 @@ from bot.channels.sms_text import (
 from bot.messages import EMPTY_REPLY, HELP_REPLY, MEDIA_REPLY, OPT_IN_REPLY, OPT_OUT_REPLY
 from bot.privacy import mask_sender
 from bot.settings import fill_placeholders
+from bot.vocabulary import CHANNEL_SMS
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class SmsCollectingOutput(CollectingOutputChannel):
 
     @classmethod
     def name(cls) -> str:
-        return "sms"
+        return CHANNEL_SMS
 
     async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
         # keep the whole text (Rasa's collector splits paragraphs); sms_messages() does the cutting
@@ -228,7 +229,7 @@ class TwilioSmsInput(InputChannel):
 
     @classmethod
     def name(cls) -> str:
-        return "sms"
+        return CHANNEL_SMS
 
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> InputChannel:

@@ -36,6 +36,7 @@ from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
 from bot.channels.guard import clip_message, guard_handler
+from bot.vocabulary import CHANNEL_WEB
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class ClinicSocketIOOutput(SocketIOOutput):
 
     @classmethod
     def name(cls) -> str:
-        return "socketio"
+        return CHANNEL_WEB
 
     async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
         event = bot_event(dict(message))
@@ -99,7 +100,7 @@ class ClinicSocketIOInput(SocketIOInput):
 
     @classmethod
     def name(cls) -> str:
-        return "socketio"
+        return CHANNEL_WEB
 
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> InputChannel:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LEVELS = ("emergency", "urgent")  # most serious first
+from bot.vocabulary import TRIAGE_LEVELS
+
+LEVELS = TRIAGE_LEVELS  # most serious first (bot/vocabulary.py)
 
 
 @dataclass(frozen=True)
