@@ -1,8 +1,9 @@
 """Frozen patient-message sets, scored through the real REST API and tracker as the clinic scores the bot.
 
-`tests/eval/fresh_a/` was written by an author who never saw the training data, rules or tests (see its
-README for how, and for the first-look score before any change). It is now a regression set: the bot was
-tuned on its misses, so these floors guard against going back, they do not measure unseen wording.
+`tests/eval/fresh_a/` and `tests/eval/fresh_b/` were written by authors who never saw the training data,
+rules or tests (see their READMEs for how, and for their first-look scores). Both are now regression sets:
+the bot was tuned on their misses after each first look, so these floors guard against going back, they do
+not measure unseen wording. `tests/eval/patterns/` holds the conversation patterns of the real-wording issue.
 `../shared/eval/` (the sample and released batch 1) is read where it is present beside the repo (CI has it).
 """
 
@@ -18,16 +19,21 @@ pytestmark = pytest.mark.stack
 
 ROOT = Path(__file__).resolve().parents[1]
 FRESH_A = ROOT / "tests" / "eval" / "fresh_a"
+FRESH_B = ROOT / "tests" / "eval" / "fresh_b"
+PATTERNS = ROOT / "tests" / "eval" / "patterns"
 SHARED_EVAL = ROOT.parent / "shared" / "eval"
 
 # Floors a little under the measured score, so a real regression fails and noise does not.
 FLOORS = {
-    FRESH_A: {"answered": 0.95, "declined": 0.95, "urgent_escalated": 1.0, "negatives_calm": 0.97,
-              "conversations": 0.94, "in_scope_told_emergency": 0},
+    FRESH_A: {"answered": 0.97, "declined": 0.97, "urgent_escalated": 1.0, "negatives_calm": 0.99,
+              "conversations": 0.96, "in_scope_told_emergency": 0},
+    FRESH_B: {"answered": 0.97, "declined": 0.96, "urgent_escalated": 1.0, "negatives_calm": 0.98,
+              "conversations": 0.96, "in_scope_told_emergency": 0},
+    PATTERNS: {"conversations": 1.0},
     SHARED_EVAL: {"answered": 1.0, "declined": 1.0, "urgent_escalated": 1.0, "negatives_calm": 1.0,
                   "in_scope_told_emergency": 0},
-    SHARED_EVAL / "released-batch-1": {"answered": 0.97, "declined": 0.93, "urgent_escalated": 1.0,
-                                       "negatives_calm": 0.95, "in_scope_told_emergency": 0},
+    SHARED_EVAL / "released-batch-1": {"answered": 0.98, "declined": 0.93, "urgent_escalated": 1.0,
+                                       "negatives_calm": 1.0, "in_scope_told_emergency": 0},
 }
 
 
@@ -51,7 +57,7 @@ def test_frozen_patient_set_meets_its_floors(bot_stack, folder):
     assert not below_floor(score, FLOORS[folder]), score.summary(show_misses=20)
 
 
-def test_the_fresh_set_is_as_large_as_the_issue_asks():
+def test_the_first_fresh_set_is_as_large_as_the_issue_asks():
     from bot.devtools.patient_eval import read_jsonl
 
     urgent = read_jsonl(FRESH_A / "urgent.jsonl")

@@ -18,8 +18,9 @@ FIRST_PERSON = frozenset({"i", "my", "me", "myself", "mine", "im", "mi", "mis", 
 FIRST_PERSON_REPORT = frozenset({"my", "me", "myself", "mine"})
 # Present tense next to a symptom of another adult: a caregiver reporting now ("my wife can't move her arm",
 # "my husband is slurring"), unlike "my mom had a headache after hers".
-PRESENT_TENSE = frozenset({"is", "are", "am", "has", "keeps", "keep", "can", "will", "does", "seems", "looks", "feels",
-                           "sounds", "'s", "'re", "isnt", "cant", "wont", "doesnt",
+NEGATION_WORDS = frozenset({"not", "no", "never", "without", "nor", "neither", "nothing"})
+PRESENT_TENSE = frozenset({"is", "are", "am", "has", "s", "keeps", "keep", "can", "will", "does", "seems", "looks", "feels",
+                           "sounds", "'s", "'re", "isnt", "cant", "wont", "doesnt",  # "s": spaCy splits "hes" into "he" "s"
                            # Spanish / Portuguese present tense (accents dropped): "mi esposo esta ...", "no puede"
                            "esta", "estan", "tiene", "tienen", "sigue", "puede", "parece", "tem", "pode"})
 FIRST_PERSON_VERBS = frozenset({"am", "have", "has", "had", "feel", "felt", "got", "was", "keep", "kept", "can", "could",
@@ -123,7 +124,12 @@ def modifiers_per_mention(matcher, doc, targets: list) -> list[list]:
             t_span = (target.start, target.end)
             if overlap(m_span, t_span):
                 contains = m_span[0] <= t_span[0] and t_span[1] <= m_span[1]
-                if contains or m.category != "NEGATED_EXISTENCE":
+                # a negation that starts before the mention and runs into it ("do not have a temperature"),
+                # unless the mention itself holds the negation ("do not have any feeling in my legs")
+                leads_in = m_span[0] < t_span[0] and not any(
+                    token.lower_ in NEGATION_WORDS for token in target.doc[t_span[0]:min(t_span[1], m_span[1])]
+                )
+                if contains or leads_in or m.category != "NEGATED_EXISTENCE":
                     per_target[i].append(m)
             elif scope[0] < scope[1] and overlap(scope, t_span):
                 per_target[i].append(m)
@@ -169,7 +175,7 @@ def mention_status(target, modifiers: list) -> tuple[str, tuple[str, ...]]:
     if categories & {"FAMILY", "NOT_PATIENT"} and not recent:
         others = {i for m in modifiers if m.category in {"FAMILY", "NOT_PATIENT"} for i in range(*m.modifier_span)}
         sentence = doc[target.start].sent
-        window = range(max(sentence.start, target.start - 4), min(sentence.end, target.end + 2))
+        window = range(max(sentence.start, target.start - 6), min(sentence.end, target.end + 2))
         mine = any(doc[i].lower_ in FIRST_PERSON and i not in others for i in range(max(0, target.start - 3), target.end))
         present = any(doc[i].lower_ in PRESENT_TENSE and i not in others for i in window)
         if not mine and ("NOT_PATIENT" in categories or not present):

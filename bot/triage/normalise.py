@@ -29,7 +29,7 @@ _SHORTHAND = {
     "becuz": "because", "bcos": "because", "'cause": "because", "w/": "with", "w/o": "without",
     "pls": "please", "plz": "please", "plse": "please", "thx": "thanks", "thnx": "thanks",
     "temp": "temperature", "temps": "temperatures", "tempature": "temperature", "temprature": "temperature",
-    "hrs": "hours", "hr": "hour", "mins": "minutes", "wks": "weeks", "wk": "week",
+    "hrs": "hours", "hr": "hour", "mins": "minutes", "wks": "weeks", "wk": "week", "yrs": "years", "yr": "year",
     "yday": "yesterday", "yest": "yesterday", "ystrdy": "yesterday", "yesterdy": "yesterday",
     "tmrw": "tomorrow", "tmr": "tomorrow", "tmrrw": "tomorrow", "tomoz": "tomorrow", "2moro": "tomorrow",
     "2morrow": "tomorrow", "tomorow": "tomorrow", "tommorow": "tomorrow", "tommorrow": "tomorrow",
