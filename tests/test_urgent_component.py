@@ -127,6 +127,14 @@ def test_an_unsure_message_that_may_be_a_report_gets_the_check_in(component):
     assert msg.get("intent_before_triage")["name"] == "ask_risks"
 
 
+def test_a_declined_message_that_may_be_a_report_gets_the_check_in(component):
+    msg = message("blood keeps coming from the spot and ice does nothing", intent="out_of_scope", confidence=0.6)
+    msg.set("intent_ranking", [{"name": "out_of_scope", "confidence": 0.6},
+                               {"name": URGENT_INTENT, "confidence": 0.3}])
+    UrgentSymptomDetector(detect=lambda text: triage.TriageResult(level=None)).process([msg])
+    assert msg.get("intent")["name"] == CHECK_SYMPTOM_INTENT
+
+
 def test_an_unsure_message_that_is_not_a_report_stays_a_fallback(component):
     msg = message("blue elephants", intent="nlu_fallback", confidence=0.3)
     msg.set("intent_ranking", [{"name": "nlu_fallback", "confidence": 0.3},

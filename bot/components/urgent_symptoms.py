@@ -7,7 +7,7 @@ and one ``symptom`` entity per rule that fired (the rule id, e.g. ``bladder_bowe
 the ``triage_level`` and ``symptoms`` slots, and data/rules/triage.yml answers with the seek-care message.
 
 When no rule fires but the intent classifier reads the message as a symptom report (its top intent is
-``report_urgent_symptom``, or that intent is close behind an unsure guess), the intent becomes
+``report_urgent_symptom``, or that intent is close behind an unsure guess or a decline), the intent becomes
 ``check_symptom`` with a ``symptom_check`` entity: the patient gets a short check-in that says what to do
 if it is new or getting worse (never "I'm not sure I understood"), and staff see the flag.
 ``triage_level`` stays reserved for what a rule confirms.
@@ -46,6 +46,7 @@ from rasa.shared.nlu.training_data.message import Message
 from bot import triage
 from bot.vocabulary import (
     CHECK_SYMPTOM_INTENT,
+    DECLINE_INTENTS,
     ENTITY_SYMPTOM,
     ENTITY_SYMPTOM_CHECK,
     ENTITY_TRIAGE_LEVEL,
@@ -63,9 +64,9 @@ class UrgentSymptomDetector(GraphComponent, IntentClassifier, EntityExtractorMix
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
-        # check_below_fallback: an unsure (nlu_fallback) message whose ranking gives report_urgent_symptom
-        # at least this confidence gets the symptom check-in instead of "I'm not sure I understood".
-        return {"intent": URGENT_INTENT, "check_below_fallback": 0.2}
+        # check_threshold: an unsure (nlu_fallback) or declined (out_of_scope) message whose ranking gives
+        # report_urgent_symptom at least this confidence gets the symptom check-in instead.
+        return {"intent": URGENT_INTENT, "check_threshold": 0.2}
 
     @classmethod
     def create(
@@ -139,7 +140,7 @@ class UrgentSymptomDetector(GraphComponent, IntentClassifier, EntityExtractorMix
             0.0,
         )
         reads_as_report = name == self.component_config["intent"] or (
-            name == FALLBACK_INTENT and urgent_confidence >= self.component_config["check_below_fallback"]
+            name in DECLINE_INTENTS and urgent_confidence >= self.component_config["check_threshold"]
         )
         if reads_as_report:
             flag = {
