@@ -22,7 +22,8 @@ NEGATION_WORDS = frozenset({"not", "no", "never", "without", "nor", "neither", "
 PRESENT_TENSE = frozenset({"is", "are", "am", "has", "s", "keeps", "keep", "can", "will", "does", "seems", "looks", "feels",
                            "sounds", "'s", "'re", "isnt", "cant", "wont", "doesnt",  # "s": spaCy splits "hes" into "he" "s"
                            # Spanish / Portuguese present tense (accents dropped): "mi esposo esta ...", "no puede"
-                           "esta", "estan", "tiene", "tienen", "sigue", "puede", "parece", "tem", "pode"})
+                           "esta", "estan", "tiene", "tienen", "sigue", "puede", "parece", "cuesta", "duele", "siente",
+                           "tem", "pode"})
 FIRST_PERSON_VERBS = frozenset({"am", "have", "has", "had", "feel", "felt", "got", "was", "keep", "kept", "can", "could",
                                 "think", "woke", "just", "still", "started", "noticed", "noticing", "get", "been", "'m",
                                 "'ve", "seem", "cant", "can't"})
@@ -136,6 +137,32 @@ def modifiers_per_mention(matcher, doc, targets: list) -> list[list]:
     return per_target
 
 
+# Signs that need care even when they have passed: a close relative's report of one "after her injection"
+# is read as a carer telling us about today, even in the past tense ("my husband collapsed after his shot").
+CARER_REPORT_RULES = frozenset({"fainting", "stroke_signs", "bladder_bowel"})
+CLOSE_FAMILY = frozenset({"husband", "wife", "partner", "mum", "mom", "mother", "dad", "father", "son", "daughter",
+                          "mama", "papa", "esposo", "esposa", "hijo", "hija"})
+
+
+def carer_report(target) -> bool:
+    if target.label_.lower() not in CARER_REPORT_RULES:
+        return False
+    words = [token.lower_ for token in target.doc[target.start].sent]
+    after_their_shot = any(
+        word == "after" and any(later in ("his", "her", "their") for later in words[i + 1:i + 3])
+        for i, word in enumerate(words)
+    )
+    return after_their_shot and any(word in CLOSE_FAMILY for word in words)
+
+
+def is_present_tense(doc, i: int) -> bool:
+    """A present-tense verb; "'s" only after a pronoun ("he's drowsy", not "my friend's neighbour")."""
+    word = doc[i].lower_
+    if word in ("'s", "s"):
+        return i > 0 and doc[i - 1].lower_ in {"he", "she", "it", "that", "there", "who"}
+    return word in PRESENT_TENSE
+
+
 def mention_status(target, modifiers: list) -> tuple[str, tuple[str, ...]]:
     """Whether a mention counts, from the context cues that reach it. When in doubt it counts."""
     doc = target.doc
@@ -177,8 +204,8 @@ def mention_status(target, modifiers: list) -> tuple[str, tuple[str, ...]]:
         sentence = doc[target.start].sent
         window = range(max(sentence.start, target.start - 6), min(sentence.end, target.end + 2))
         mine = any(doc[i].lower_ in FIRST_PERSON and i not in others for i in range(max(0, target.start - 3), target.end))
-        present = any(doc[i].lower_ in PRESENT_TENSE and i not in others for i in window)
-        if not mine and ("NOT_PATIENT" in categories or not present):
+        present = any(is_present_tense(doc, i) and i not in others for i in window)
+        if not mine and ("NOT_PATIENT" in categories or not present) and not carer_report(target):
             return "other_person", cue_texts
     return "asserted", cue_texts
 
