@@ -15,9 +15,10 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
-from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY, PREDICTED_CONFIDENCE_KEY, TEXT
+from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 
+from bot.components.overrides import override_intent
 from bot.not_covered import NotCovered, not_covered
 from bot.vocabulary import NOT_COVERED_KEY, OUT_OF_SCOPE_INTENT
 
@@ -40,9 +41,6 @@ class AnswerabilityCheck(GraphComponent, IntentClassifier):
             group = self.rules.find(text) if isinstance(text, str) else None
             if group is None:
                 continue
-            intent = {INTENT_NAME_KEY: OUT_OF_SCOPE_INTENT, PREDICTED_CONFIDENCE_KEY: 1.0}
-            ranking = [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get(INTENT_NAME_KEY) != OUT_OF_SCOPE_INTENT]
-            message.set(INTENT, intent, add_to_output=True)
-            message.set(INTENT_RANKING_KEY, [dict(intent), *ranking], add_to_output=True)
+            override_intent(message, OUT_OF_SCOPE_INTENT)
             message.set(NOT_COVERED_KEY, group.id, add_to_output=True)
         return messages

@@ -15,21 +15,10 @@ from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.nlu.extractors.extractor import EntityExtractorMixin
-from rasa.shared.nlu.constants import (
-    ENTITIES,
-    ENTITY_ATTRIBUTE_CONFIDENCE,
-    ENTITY_ATTRIBUTE_END,
-    ENTITY_ATTRIBUTE_START,
-    ENTITY_ATTRIBUTE_TYPE,
-    ENTITY_ATTRIBUTE_VALUE,
-    INTENT,
-    INTENT_NAME_KEY,
-    INTENT_RANKING_KEY,
-    PREDICTED_CONFIDENCE_KEY,
-    TEXT,
-)
+from rasa.shared.nlu.constants import ENTITIES, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
+from bot.components.overrides import entity, override_intent
 from bot.language import detect_language
 from bot.vocabulary import ENTITY_LANGUAGE, OTHER_LANGUAGE_INTENT
 
@@ -49,17 +38,8 @@ class LanguageDetector(GraphComponent, IntentClassifier, EntityExtractorMixin):
             language = detect_language(text) if isinstance(text, str) else None
             if language is None:
                 continue
-            entity = {
-                ENTITY_ATTRIBUTE_TYPE: ENTITY_LANGUAGE,
-                ENTITY_ATTRIBUTE_VALUE: language,
-                ENTITY_ATTRIBUTE_START: 0,
-                ENTITY_ATTRIBUTE_END: len(text),
-                ENTITY_ATTRIBUTE_CONFIDENCE: 1.0,
-            }
-            message.set(ENTITIES, [*(message.get(ENTITIES) or []), *self.add_extractor_name([entity])], add_to_output=True)
+            found = self.add_extractor_name([entity(ENTITY_LANGUAGE, language, 0, len(text))])
+            message.set(ENTITIES, [*(message.get(ENTITIES) or []), *found], add_to_output=True)
             if language != "en":
-                intent = {INTENT_NAME_KEY: OTHER_LANGUAGE_INTENT, PREDICTED_CONFIDENCE_KEY: 1.0}
-                ranking = [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get(INTENT_NAME_KEY) != OTHER_LANGUAGE_INTENT]
-                message.set(INTENT, intent, add_to_output=True)
-                message.set(INTENT_RANKING_KEY, [dict(intent), *ranking], add_to_output=True)
+                override_intent(message, OTHER_LANGUAGE_INTENT)
         return messages

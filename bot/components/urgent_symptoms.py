@@ -28,22 +28,11 @@ from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.nlu.extractors.extractor import EntityExtractorMixin
-from rasa.shared.nlu.constants import (
-    ENTITIES,
-    ENTITY_ATTRIBUTE_CONFIDENCE,
-    ENTITY_ATTRIBUTE_END,
-    ENTITY_ATTRIBUTE_START,
-    ENTITY_ATTRIBUTE_TYPE,
-    ENTITY_ATTRIBUTE_VALUE,
-    INTENT,
-    INTENT_NAME_KEY,
-    INTENT_RANKING_KEY,
-    PREDICTED_CONFIDENCE_KEY,
-    TEXT,
-)
+from rasa.shared.nlu.constants import ENTITIES, INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY, PREDICTED_CONFIDENCE_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
 from bot import triage
+from bot.components.overrides import entity, override_intent
 from bot.vocabulary import (
     CHECK_SYMPTOM_INTENT,
     DECLINE_INTENTS,
@@ -107,22 +96,15 @@ class UrgentSymptomDetector(GraphComponent, IntentClassifier, EntityExtractorMix
         self._override_intent(message, self.component_config["intent"], self.entities_for(text, result))
 
     def _override_intent(self, message: Message, intent_name: str, entities: list[dict[str, Any]]) -> None:
-        intent = {INTENT_NAME_KEY: intent_name, PREDICTED_CONFIDENCE_KEY: 1.0}
-        ranking = [
-            dict(item) for item in (message.get(INTENT_RANKING_KEY) or [])
-            if isinstance(item, dict) and item.get(INTENT_NAME_KEY) != intent_name
-        ]
-        # Kept so the patient's question in the same message can be answered after the seek-care message.
         before = dict(message.get(INTENT) or {})
+        ranking = override_intent(message, intent_name)
+        # Kept so the patient's question in the same message can be answered after the seek-care message.
         if before.get(INTENT_NAME_KEY) in (URGENT_INTENT, FALLBACK_INTENT):
             before = next(
-                (dict(item) for item in ranking if item.get(INTENT_NAME_KEY) not in (URGENT_INTENT, FALLBACK_INTENT)), {}
+                (item for item in ranking if item.get(INTENT_NAME_KEY) not in (URGENT_INTENT, FALLBACK_INTENT)), {}
             )
         message.set(INTENT_BEFORE_TRIAGE, before, add_to_output=True)
-        message.set(INTENT, intent, add_to_output=True)
-        message.set(INTENT_RANKING_KEY, [dict(intent), *ranking], add_to_output=True)
-        entities = self.add_extractor_name(entities)
-        message.set(ENTITIES, list(message.get(ENTITIES) or []) + entities, add_to_output=True)
+        message.set(ENTITIES, list(message.get(ENTITIES) or []) + self.add_extractor_name(entities), add_to_output=True)
 
     def _check_unconfirmed_report(self, message: Message, text: str) -> None:
         """The classifier reads a symptom report that no rule confirms: a check-in, not a fallback.
@@ -143,13 +125,7 @@ class UrgentSymptomDetector(GraphComponent, IntentClassifier, EntityExtractorMix
             name in DECLINE_INTENTS and urgent_confidence >= self.component_config["check_threshold"]
         )
         if reads_as_report:
-            flag = {
-                ENTITY_ATTRIBUTE_TYPE: ENTITY_SYMPTOM_CHECK,
-                ENTITY_ATTRIBUTE_VALUE: True,
-                ENTITY_ATTRIBUTE_START: 0,
-                ENTITY_ATTRIBUTE_END: len(text),
-                ENTITY_ATTRIBUTE_CONFIDENCE: urgent_confidence,
-            }
+            flag = entity(ENTITY_SYMPTOM_CHECK, True, 0, len(text), urgent_confidence)
             self._override_intent(message, CHECK_SYMPTOM_INTENT, [flag])
 
     @staticmethod
@@ -162,20 +138,13 @@ class UrgentSymptomDetector(GraphComponent, IntentClassifier, EntityExtractorMix
                 span = result.spans[0]
             return (span.start, span.end) if span else (0, len(text))
 
-        def entity(name: str, value: str, rule: str | None) -> dict[str, Any]:
-            start, end = position(rule)
-            return {
-                ENTITY_ATTRIBUTE_TYPE: name,
-                ENTITY_ATTRIBUTE_VALUE: value,
-                ENTITY_ATTRIBUTE_START: start,
-                ENTITY_ATTRIBUTE_END: end,
-                ENTITY_ATTRIBUTE_CONFIDENCE: 1.0,
-            }
+        def rule_entity(name: str, value: str, rule: str | None) -> dict[str, Any]:
+            return entity(name, value, *position(rule))
 
         level_rule = next(
             (rule for rule in result.symptoms if triage.rule_level(rule) == result.level),
             result.symptoms[0] if result.symptoms else None,
         )
-        return [entity(ENTITY_TRIAGE_LEVEL, result.level, level_rule)] + [
-            entity(ENTITY_SYMPTOM, rule, rule) for rule in result.symptoms
+        return [rule_entity(ENTITY_TRIAGE_LEVEL, result.level, level_rule)] + [
+            rule_entity(ENTITY_SYMPTOM, rule, rule) for rule in result.symptoms
         ]
