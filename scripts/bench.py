@@ -95,6 +95,7 @@ def default_pipeline_accuracy() -> float:
 PATIENT_SETS = [
     ("fresh set A (tuned on after its first look)", ROOT / "tests" / "eval" / "fresh_a"),
     ("fresh set B (unseen until its first look)", ROOT / "tests" / "eval" / "fresh_b"),
+    ("fresh set C (unseen until its first look)", ROOT / "tests" / "eval" / "fresh_c"),
     ("shared sample (../shared/eval)", ROOT.parent / "shared" / "eval"),
     ("released batch 1 (../shared/eval)", ROOT.parent / "shared" / "eval" / "released-batch-1"),
 ]
