@@ -74,6 +74,8 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         self._model_storage = model_storage
         self._resource = resource
         self.pipeline = pipeline
+        if pipeline is not None and self.config["embedding_weight"] > 0:
+            sentence_encoder()  # load the weights now: the first patient is not the slow one, a missing model fails at start
 
     @classmethod
     def create(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
