@@ -20,14 +20,12 @@ from bot.procedures import PROCEDURES
 from bot.settings import ClinicSettings, clinic_settings, fill_placeholders
 from bot.vocabulary import SMS_MAX_CHARS, STRONG_FUZZY_MATCH
 
-SMS_LIMIT = SMS_MAX_CHARS
 VARIANTS = ("general",) + PROCEDURES
 LEAFLETS = PROCEDURES
 # Where a fact may come from: a leaflet section, or a clinic file (the warning signs in triage_rules.yml).
 CLINIC_SOURCES = ("triage_rules.yml",)
 ENTRY_FIELDS = {"id", "intents", "sources", "answers", "examples"}
 # A fuzzy match must be at least this close (0-100) to count as a "strong" second opinion.
-STRONG_MATCH = STRONG_FUZZY_MATCH
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,7 @@ def _parse_answer(path: Path, entry_id: str, variant: str, raw) -> Answer:
         raise DataFileError(path, "must have 'web' and 'sms' texts", entry_id, field)
     return Answer(
         web=require_text(path, entry_id, f"{field}.web", raw.get("web")),
-        sms=require_text(path, entry_id, f"{field}.sms", raw.get("sms"), max_length=SMS_LIMIT),
+        sms=require_text(path, entry_id, f"{field}.sms", raw.get("sms"), max_length=SMS_MAX_CHARS),
     )
 
 
@@ -208,7 +206,7 @@ class KnowledgeBase:
             score = min(score, fuzz.ratio(query, self._example_keys[index]))
         return FuzzyMatch(entry, example, float(score))
 
-    def strong_fuzzy_match(self, text: str, threshold: float = STRONG_MATCH) -> FuzzyMatch | None:
+    def strong_fuzzy_match(self, text: str, threshold: float = STRONG_FUZZY_MATCH) -> FuzzyMatch | None:
         match = self.best_fuzzy_match(text)
         return match if match and match.score >= threshold else None
 

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from bot.datafile import DataFileError, read_yaml
-from bot.knowledge import CLINIC_SOURCES, SMS_LIMIT, STRONG_MATCH, Entry, KnowledgeBase, load_knowledge
+from bot.knowledge import CLINIC_SOURCES, Entry, KnowledgeBase, load_knowledge
 from bot.paths import KNOWLEDGE_DIR, PROJECT_ROOT
 from bot.readability import MAX_READING_GRADE, reading_grade
 from bot.settings import ClinicSettings, fill_placeholders, load_clinic_settings
 from bot.shingles import copied_runs, words
+from bot.vocabulary import SMS_MAX_CHARS, STRONG_FUZZY_MATCH
 
 DOMAIN_PATH = PROJECT_ROOT / "domain.yml"
 TOPIC_RULES_PATH = PROJECT_ROOT / "data" / "rules" / "topics.yml"
@@ -240,8 +241,8 @@ def _text_problems(label: str, form: str, raw: str, leaflet_hashes: set[str], se
     if form == "sms":
         for shown, text in shown_texts:
             report.max_sms.update(len(text), f"{label} ({shown})")
-            if len(text) > SMS_LIMIT:
-                yield f"{label}: {len(text)} characters ({shown}) > {SMS_LIMIT}"
+            if len(text) > SMS_MAX_CHARS:
+                yield f"{label}: {len(text)} characters ({shown}) > {SMS_MAX_CHARS}"
         if "\n" in raw or re.search(r"(^|\s)- ", raw):
             yield f"{label}: sms must be one plain paragraph without bullets"
         return
@@ -270,6 +271,6 @@ def _example_problems(kb: KnowledgeBase, report: LintReport) -> Iterator[str]:
             if match and match.entry.id != entry.id:
                 yield f"example '{example}' ({entry.id}) is matched to {match.entry.id} ({match.score:.0f})"
             rival = others.best_fuzzy_match(example)
-            if rival and rival.score >= STRONG_MATCH:
+            if rival and rival.score >= STRONG_FUZZY_MATCH:
                 yield (f"example '{example}' ({entry.id}) is a strong match ({rival.score:.0f}) "
                        f"for an example of {rival.entry.id}")

@@ -16,6 +16,11 @@ from bot.datafile import DataFileError, read_yaml, require_text
 from bot.paths import KNOWLEDGE_DIR
 
 
+def plain_words(text: str) -> str:
+    """Lower case, punctuation as spaces, single spaces: how phrases and messages are compared."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
 @dataclass(frozen=True)
 class NotCoveredGroup:
     id: str
@@ -29,8 +34,8 @@ class NotCovered:
 
     def find(self, text: str) -> NotCoveredGroup | None:
         """The first group the message names, or None."""
-        lowered = " ".join(re.sub(r"[^\w\s]", " ", (text or "").lower()).split())
-        return next((group for group in self.groups if group.pattern.search(lowered)), None)
+        words = plain_words(text or "")
+        return next((group for group in self.groups if group.pattern.search(words)), None)
 
 
 def _phrase_pattern(path: Path, group_id: str, phrases: object) -> re.Pattern[str]:
@@ -39,7 +44,7 @@ def _phrase_pattern(path: Path, group_id: str, phrases: object) -> re.Pattern[st
     spellings = []
     for number, phrase in enumerate(phrases):
         text = require_text(path, group_id, f"phrases[{number}]", phrase)
-        spellings += [" ".join(re.sub(r"[^\w\s]", " ", s.lower()).split()) for s in text.split("|") if s.strip()]
+        spellings += [plain_words(spelling) for spelling in text.split("|") if spelling.strip()]
     return re.compile(r"\b(?:" + "|".join(re.escape(s) for s in sorted(set(spellings), key=len, reverse=True)) + r")\b")
 
 

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from scipy.special import erf
 
 from bot.paths import PROJECT_ROOT
 
@@ -116,8 +117,6 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
-
     return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
 
 

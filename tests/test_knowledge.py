@@ -9,10 +9,11 @@ import pytest
 import yaml
 
 from bot.datafile import DataFileError
-from bot.knowledge import SMS_LIMIT, load_knowledge
+from bot.knowledge import load_knowledge
 from bot.readability import reading_grade
 from bot.settings import load_clinic_settings
 from bot.shingles import copied_runs
+from bot.vocabulary import SMS_MAX_CHARS
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_GRADE = 8.0
@@ -62,7 +63,7 @@ def test_every_entry_cites_a_leaflet_section(kb):
 
 
 def test_sms_answers_fit_in_two_texts(kb):
-    too_long = [(name, len(text)) for name, text in all_answer_texts(kb) if name.endswith(".sms") and len(text) > SMS_LIMIT]
+    too_long = [(name, len(text)) for name, text in all_answer_texts(kb) if name.endswith(".sms") and len(text) > SMS_MAX_CHARS]
     assert not too_long
 
 
@@ -128,7 +129,7 @@ def test_reply_picks_variant_channel_and_fills_clinic_settings(kb):
     both = kb.reply(entry, None, "rest", settings)
     assert "lower back" in both.text.lower() and "neck" in both.text.lower()
     asked = kb.reply(entry, None, "sms", settings)
-    assert asked.asks_for_procedure and len(asked.text) <= SMS_LIMIT
+    assert asked.asks_for_procedure and len(asked.text) <= SMS_MAX_CHARS
     sms = kb.reply(entry, "cervical", "sms", settings)
     assert sms.text == entry.answers["cervical"].sms.replace("{clinic_phone}", "555-0000") or "{" not in sms.text
     for e in kb.entries:

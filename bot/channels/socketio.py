@@ -35,7 +35,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
-from bot.channels.guard import clip_message, guard_handler
+from bot.channels.guard import guard_handler
 from bot.vocabulary import CHANNEL_WEB
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class ClinicSocketIOInput(SocketIOInput):
             if not isinstance(metadata, dict):
                 metadata = {}
             message = UserMessage(
-                clip_message(text),
+                text,
                 ClinicSocketIOOutput(sio, self.bot_message_evt),
                 sender_id,
                 input_channel=self.name(),
