@@ -9,6 +9,7 @@
 | REDIS_URL | unset: in-process locks | Redis for conversation locks and SMS de-duplication |
 | REDIS_LOCK_PREFIX | spineclinic | prefix of our Redis keys (letters and digits only) |
 | BOT_REPLY_TIMEOUT_S | 10 | seconds before a patient gets the safe reply |
+| RASA_AUTH_TOKEN | unset: `make run` generates <var>/rasa_auth_token | Rasa HTTP API token (`--auth-token`); the REST channel requires it too |
 | TWILIO_AUTH_TOKEN, TWILIO_WEBHOOK_URL | unset | SMS channel: signature validation |
 | SMS_STATE_DB_URL | TRACKER_DB_URL | SMS opt-outs and seen MessageSids |
 | REVIEW_DB_URL | sqlite:///<var>/review.db | staff accounts, login failures, access log |
@@ -149,6 +150,11 @@ def redis_lock_prefix() -> str:
 def reply_timeout_s() -> float:
     """Seconds to wait for the bot before the patient gets the safe reply."""
     return _number("BOT_REPLY_TIMEOUT_S", DEFAULT_REPLY_TIMEOUT_S, MIN_REPLY_TIMEOUT_S)
+
+
+def rasa_auth_token() -> str | None:
+    """The token Rasa's HTTP API runs with; the REST channel refuses every request without it."""
+    return _optional("RASA_AUTH_TOKEN")
 
 
 def twilio_auth_token() -> str | None:

@@ -33,6 +33,7 @@ if [ -z "${RASA_AUTH_TOKEN:-}" ]; then
 else
   token_note="from RASA_AUTH_TOKEN"
 fi
+export RASA_AUTH_TOKEN  # the REST channel checks it too
 
 $RASA run --model models/clinic.tar.gz --port "$RASA_PORT" --enable-api --auth-token "$RASA_AUTH_TOKEN" \
   --endpoints endpoints.yml --credentials credentials.yml --cors "${RASA_CORS_ORIGINS:-*}" > var/rasa.log 2>&1 &
@@ -56,7 +57,7 @@ cat <<MSG
 
   Bot ready.
   Website chat demo:   http://localhost:$WEB_PORT/
-  REST webhook:        POST http://localhost:$RASA_PORT/webhooks/rest/webhook  {"sender": "id", "message": "text"}
+  REST webhook:        POST http://localhost:$RASA_PORT/webhooks/rest/webhook?token=<HTTP API token>  {"sender": "id", "message": "text"}
   SMS (Twilio):        POST http://localhost:$RASA_PORT/webhooks/sms/webhook   (set TWILIO_AUTH_TOKEN)
   HTTP API token:      $token_note
   Staff review app:    http://localhost:$REVIEW_PORT/   (create an account: make staff-user USERNAME=you)

@@ -76,7 +76,8 @@ def test_bad_input_gets_a_polite_reply(bot_stack, text):
 )
 def test_malformed_requests_get_400(bot_stack, body):
     request = urllib.request.Request(
-        f"{bot_stack.url}/webhooks/rest/webhook", data=body, method="POST", headers={"Content-Type": "application/json"}
+        f"{bot_stack.url}/webhooks/rest/webhook?token={bot_stack.token}", data=body, method="POST",
+        headers={"Content-Type": "application/json"},
     )
     try:
         urllib.request.urlopen(request, timeout=10)

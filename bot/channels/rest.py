@@ -1,13 +1,18 @@
 """The REST channel (`/webhooks/rest/webhook`) with request validation and the reply guard.
 
 Request:  POST JSON {"sender": "<conversation id>", "message": "<text>", "metadata": {...}?}
+          with the Rasa HTTP API token (RASA_AUTH_TOKEN, Rasa's --auth-token) as `?token=` or
+          `Authorization: Bearer <token>`.
 Response: 200 JSON list of bot messages [{"recipient_id": "...", "text": "..."}, ...]
-Malformed requests get 400 with {"error": "..."}; they are never passed to the bot.
+No token: 401; a wrong token (or no token configured on the server): 403; malformed request: 400
+with {"error": "..."}. Refused requests are never passed to the bot, so nothing is recorded.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import logging
 import re
 from typing import Any
 
@@ -16,9 +21,33 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.channels.guard import guard_handler
+from bot.config import rasa_auth_token
+
+logger = logging.getLogger(__name__)
 
 SENDER_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,256}\Z")  # any text without control characters
 MAX_BODY_BYTES = 100_000
+
+
+def presented_token(request: Request) -> str | None:
+    """The token a request carries: `?token=` or `Authorization: Bearer ...` (as Rasa's HTTP API takes it)."""
+    token = request.args.get("token")
+    if token:
+        return token
+    scheme, _, value = (request.headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def token_refusal(request: Request, expected: str | None) -> tuple[int, str] | None:
+    """(status, reason) when the request may not use the channel, None when its token is right."""
+    presented = presented_token(request)
+    if presented is None:
+        return 401, "a token is required (?token= or Authorization: Bearer)"
+    if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
+        return 403, "the token is not valid"
+    return None
 
 
 def rest_request_problem(request: Request) -> str | None:
@@ -48,10 +77,18 @@ class GuardedRestInput(RestInput):
 
     def blueprint(self, on_new_message: Any) -> Blueprint:
         blueprint = super().blueprint(guard_handler(on_new_message))
+        expected_token = rasa_auth_token()  # read once, at start
+        if not expected_token:
+            logger.warning("REST channel: RASA_AUTH_TOKEN is not set, so every REST webhook request gets 403.")
 
         @blueprint.middleware("request")
         async def validate(request: Request) -> Any:
             if request.method == "POST" and request.path.rstrip("/").endswith("/webhook"):
+                refusal = token_refusal(request, expected_token)
+                if refusal:
+                    status, reason = refusal
+                    logger.warning("REST webhook request refused (%s): %s", status, reason)
+                    return response.json({"error": reason}, status=status)
                 problem = rest_request_problem(request)
                 if problem:
                     return response.json({"error": problem}, status=400)

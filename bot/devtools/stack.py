@@ -105,8 +105,9 @@ class BotStack:
         log = self.workdir / f"{name}.log"
         self.logs[name] = log
         handle = open(log, "w")
+        env = base_env({"RASA_AUTH_TOKEN": self.token, **self.env})
         process = subprocess.Popen(
-            args, cwd=ROOT, env=base_env(self.env), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.processes[name] = process
         return process
@@ -169,7 +170,9 @@ class BotStack:
 
     # --- talking to it -------------------------------------------------------
     def send(self, sender: str, message: str) -> list[dict]:
-        status, body = http_json("POST", f"{self.url}/webhooks/rest/webhook", {"sender": sender, "message": message})
+        status, body = http_json(
+            "POST", f"{self.url}/webhooks/rest/webhook?token={self.token}", {"sender": sender, "message": message}
+        )
         assert status == 200, (status, body)
         return body  # type: ignore[return-value]
 
