@@ -14,6 +14,8 @@
 | SMS_STATE_DB_URL | TRACKER_DB_URL | SMS opt-outs and seen MessageSids |
 | REVIEW_DB_URL | sqlite:///<var>/review.db | staff accounts, login failures, access log |
 | REVIEW_HOST, REVIEW_PORT | 127.0.0.1, 8081 | where `python -m bot.review serve` listens |
+| RASA_PORT | 5005 | where `make run` (scripts/run.sh, deploy/) starts the Rasa server |
+| ACTION_SERVER_HOST, ACTION_PORT | 127.0.0.1, 5055 | where the action server listens (it has no auth: keep it local) |
 | REVIEW_SECRET_KEY | generated into <var>/review_secret (0600) | signs session cookies and CSRF tokens |
 | REVIEW_COOKIE_SECURE | 1 | 1: cookies only over HTTPS (0 for plain-HTTP local use) |
 | REVIEW_TRUST_PROXY | 0 | 1: take the client address from one reverse proxy's X-Forwarded-For |
@@ -48,6 +50,9 @@ DEFAULT_REPLY_TIMEOUT_S = 10.0
 MIN_REPLY_TIMEOUT_S = 0.5
 DEFAULT_REVIEW_HOST = "127.0.0.1"
 DEFAULT_REVIEW_PORT = 8081
+DEFAULT_RASA_PORT = 5005
+DEFAULT_ACTION_SERVER_HOST = "127.0.0.1"
+DEFAULT_ACTION_PORT = 5055
 MIN_SECRET_KEY_CHARS = 32
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -144,6 +149,32 @@ def redis_lock_prefix() -> str:
     if not prefix.isalnum():
         raise ConfigError("REDIS_LOCK_PREFIX", prefix, "letters and digits only")
     return prefix
+
+
+# --- processes started by scripts/run.sh (make run) and deploy/ ------------------------------------
+def rasa_port() -> int:
+    return _port("RASA_PORT", DEFAULT_RASA_PORT)
+
+
+def action_server_host() -> str:
+    """The action server answers anyone who reaches it, without auth: local only unless asked."""
+    return _text("ACTION_SERVER_HOST") or DEFAULT_ACTION_SERVER_HOST
+
+
+def action_server_port() -> int:
+    return _port("ACTION_PORT", DEFAULT_ACTION_PORT)
+
+
+def action_server_url() -> str:
+    """The action endpoint the Rasa server calls (a wildcard bind address is reached over loopback)."""
+    host = action_server_host()
+    if host == "0.0.0.0":
+        host = "127.0.0.1"
+    elif host in {"::", "[::]"}:
+        host = "[::1]"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{action_server_port()}/webhook"
 
 
 # --- channels --------------------------------------------------------------------------------------
