@@ -5,11 +5,13 @@ Request:  POST JSON {"sender": "<conversation id>", "message": "<text>", "metada
           `Authorization: Bearer <token>`.
 Response: 200 JSON list of bot messages [{"recipient_id": "...", "text": "..."}, ...]
 No token: 401; a wrong token (or no token configured on the server): 403; malformed request: 400
-with {"error": "..."}. Refused requests are never passed to the bot, so nothing is recorded.
+with {"error": "..."}; a sender id that belongs to another channel (a phone number, a web chat
+session; see bot.channels.ownership): 403. Refused requests never reach the bot: nothing is recorded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -21,7 +23,9 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.channels.guard import guard_handler
+from bot.channels.ownership import ConversationOwners
 from bot.config import rasa_auth_token
+from bot.vocabulary import CHANNEL_REST
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +81,7 @@ class GuardedRestInput(RestInput):
 
     def blueprint(self, on_new_message: Any) -> Blueprint:
         blueprint = super().blueprint(guard_handler(on_new_message))
+        owners = ConversationOwners()
         expected_token = rasa_auth_token()  # read once, at start
         if not expected_token:
             logger.warning("REST channel: RASA_AUTH_TOKEN is not set, so every REST webhook request gets 403.")
@@ -92,6 +97,11 @@ class GuardedRestInput(RestInput):
                 problem = rest_request_problem(request)
                 if problem:
                     return response.json({"error": problem}, status=400)
+                sender = str(request.json["sender"])
+                owner = await asyncio.to_thread(owners.conflict, sender, CHANNEL_REST)
+                if owner:
+                    logger.warning("REST webhook request refused (403): the conversation belongs to the %s channel", owner)
+                    return response.json({"error": "this conversation id belongs to another channel"}, status=403)
             return None
 
         return blueprint

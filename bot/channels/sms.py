@@ -47,6 +47,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from bot import config
 from bot.channels.guard import guard_handler, safe_reply_text
+from bot.channels.ownership import ConversationOwners
 from bot.channels.sms_text import (
     HELP_KEYWORDS,
     OPT_IN_KEYWORDS,
@@ -251,6 +252,7 @@ class TwilioSmsInput(InputChannel):
         self.webhook_url = (webhook_url or "").strip() or None
         self.validator = RequestValidator(self.auth_token) if self.auth_token else None
         self.state = state or SmsStateStore()
+        self.owners = ConversationOwners()
         self.timeout_s = timeout_s
         if self.validator is None:
             logger.warning("SMS channel: TWILIO_AUTH_TOKEN is not set, so every SMS webhook request gets 403.")
@@ -299,6 +301,10 @@ class TwilioSmsInput(InputChannel):
         message_sid = params.first("MessageSid") or params.first("SmsSid")
         who = mask_sender(sender)
         if not sender:
+            return []
+        owner = await asyncio.to_thread(self.owners.conflict, sender, self.name())
+        if owner:  # never for a phone number: those are the SMS channel's own (bot.channels.ownership)
+            logger.warning("SMS from %s refused: that conversation id belongs to the %s channel.", who, owner)
             return []
         if message_sid and not await asyncio.to_thread(self.state.claim, message_sid):
             logger.info("SMS %s from %s is a repeat delivery; not answered again.", message_sid, who)

@@ -44,6 +44,10 @@ class Turn:
     def unanswered(self) -> bool:
         return self.kind == "patient" and self.intent in UNANSWERED_INTENTS
 
+    @property
+    def channel_label(self) -> str:
+        return channel_label(self.channel)
+
 
 @dataclass
 class Transcript:

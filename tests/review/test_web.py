@@ -160,6 +160,12 @@ def test_transcript_shows_intent_topic_and_escalation(client):
         assert message.text in page
 
 
+def test_transcript_shows_the_channel_of_every_patient_message(client):
+    for key, label in (("sms_emergency", "SMS"), ("web_urgent_xss", "Web chat"), ("rest_unanswered", "REST")):
+        page = html(client.get(f"/conversations/{ref_of(client, key)}"))
+        assert page.count(f"<dt>Came in on</dt><dd>{label}</dd>") == len(by_key(key).messages), key
+
+
 def test_unknown_conversation_is_404(client):
     assert client.get("/conversations/999999").status_code == 404
 
