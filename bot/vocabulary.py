@@ -34,6 +34,7 @@ SLOT_LAST_TOPIC = "last_topic"
 EMERGENCY = "emergency"
 URGENT = "urgent"
 TRIAGE_LEVELS = (EMERGENCY, URGENT)
+SEEK_CARE_KIND = "seek_care"  # `custom.kind` of the seek-care messages (domain.yml utter_seek_care_<level>)
 
 # --- channels (Rasa output channel names) ----------------------------------------------------------
 CHANNEL_REST = "rest"
@@ -42,5 +43,6 @@ CHANNEL_SMS = "sms"
 
 # --- limits -------------------------------------------------------------------------------------------
 MAX_MESSAGE_CHARS = 20_000  # longest accepted patient message on every channel; triage reads all of it
+SEEK_CARE_DEADLINE_S = 0.8  # a red flag the bot has not answered by then gets seek-care from the channel guard
 SMS_MAX_CHARS = 320  # one SMS reply part (two concatenated segments)
 STRONG_FUZZY_MATCH = 88.0  # rapidfuzz score at which the second opinion may answer an unsure message
