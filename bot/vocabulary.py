@@ -40,6 +40,7 @@ SEEK_CARE_KIND = "seek_care"  # `custom.kind` of the seek-care messages (domain.
 CHANNEL_REST = "rest"
 CHANNEL_WEB = "socketio"
 CHANNEL_SMS = "sms"
+SMS_OPTED_OUT_KEY = "sms_opted_out"  # user-message metadata: sent after STOP, recorded but never answered
 
 # --- limits -------------------------------------------------------------------------------------------
 MAX_MESSAGE_CHARS = 20_000  # longest accepted patient message on every channel; triage reads all of it

@@ -15,7 +15,9 @@ What it does, in order, for each request Twilio sends (form-encoded, signed):
    opt-outs, or Redis when REDIS_URL is set).
 3. STOP/STOPALL/UNSUBSCRIBE/CANCEL/END/QUIT (+ OPTOUT/REVOKE) -> confirmation once, then silence until
    START/UNSTOP (or YES while opted out). HELP/INFO -> clinic name, phone, hours, emergency number
-   (answered even while opted out, as carriers require). Keywords never reach the bot.
+   (answered even while opted out, as carriers require). Keywords never reach the bot. Any other text
+   while opted out gets no reply but still goes through the bot with its answers discarded, so it is
+   stored, shown to staff (marked "no reply sent") and a red flag in it is flagged (triage_level).
 4. Empty body -> a short prompt; anything else goes to the bot (through bot.channels.guard) with
    sender_id = the patient's number; the reply is plain text in <Message> elements of at most 320
    characters, cut between sentences. After SMS_REPLY_TIMEOUT_S (<= 12 s) a safe reply with the
@@ -46,7 +48,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from bot import config
-from bot.channels.guard import guard_handler, safe_reply_text
+from bot.channels.guard import clip_message, guard_handler, safe_reply_text
 from bot.channels.ownership import ConversationOwners
 from bot.channels.sms_text import (
     HELP_KEYWORDS,
@@ -59,7 +61,7 @@ from bot.channels.sms_text import (
 from bot.messages import EMPTY_REPLY, HELP_REPLY, MEDIA_REPLY, OPT_IN_REPLY, OPT_OUT_REPLY
 from bot.privacy import mask_sender
 from bot.settings import fill_placeholders
-from bot.vocabulary import CHANNEL_SMS
+from bot.vocabulary import CHANNEL_SMS, SMS_OPTED_OUT_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +182,13 @@ class SmsCollectingOutput(CollectingOutputChannel):
     async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
         # keep the whole text (Rasa's collector splits paragraphs); sms_messages() does the cutting
         await self._persist_message(self._message(recipient_id, text=text))
+
+
+class DiscardingSmsOutput(SmsCollectingOutput):
+    """Drops every message: the answer to a text sent after STOP must not reach the patient."""
+
+    async def _persist_message(self, message: dict[str, Any]) -> None:
+        return None
 
 
 def twiml(bodies: list[str]) -> str:
@@ -323,13 +332,38 @@ class TwilioSmsInput(InputChannel):
             logger.info("SMS from %s: opt-in.", who)
             return [fill_placeholders(OPT_IN_REPLY)]
         if opted_out:
-            logger.info("SMS from %s ignored: the number opted out.", who)
+            if body.strip():
+                await self.record_without_reply(sender, body, message_sid or None, on_new_message)
             return []
 
         if not body.strip():
             has_media = params.first("NumMedia", "0").strip() not in {"", "0"}
             return [MEDIA_REPLY if has_media else EMPTY_REPLY]
         return await self.ask_bot(sender, body, message_sid or None, on_new_message)
+
+    async def record_without_reply(
+        self, sender: str, text: str, message_sid: str | None, on_new_message: Callable[[UserMessage], Awaitable[Any]]
+    ) -> None:
+        """A message after STOP: no reply (carriers forbid one), but the bot still reads it.
+
+        Why: staff must see it and a red flag in it must be flagged like any other (triage sets
+        triage_level in the tracker, which the review app's escalation filter reads). The bot's answers
+        go to an output channel that drops them, and the user event carries metadata
+        {SMS_OPTED_OUT_KEY: true} so the review app can say that nothing was sent.
+        """
+        message = UserMessage(
+            clip_message(text), DiscardingSmsOutput(), sender, input_channel=self.name(), message_id=message_sid,
+            metadata={"channel": CHANNEL_SMS, SMS_OPTED_OUT_KEY: True},
+        )
+        task = asyncio.ensure_future(on_new_message(message))
+        try:  # wait a little so the record exists when Twilio gets its answer; processing is never cancelled
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.reply_timeout_s())
+        except asyncio.TimeoutError:
+            logger.warning("SMS from %s after STOP: still being recorded after the timeout.", mask_sender(sender))
+        except Exception:
+            logger.exception("SMS from %s after STOP: recording it failed.", mask_sender(sender))
+        else:
+            logger.info("SMS from %s after STOP: recorded for staff; no reply sent.", mask_sender(sender))
 
     async def ask_bot(
         self, sender: str, text: str, message_sid: str | None, on_new_message: Callable[[UserMessage], Awaitable[Any]]

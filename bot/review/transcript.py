@@ -22,8 +22,11 @@ from bot.review.events import (
     user_intent,
 )
 from bot.review.filters import channel_label
+from bot.vocabulary import SMS_OPTED_OUT_KEY
 
 MAX_TRANSCRIPT_EVENTS = 5000
+OPTED_OUT_NOTE = "Sent after the patient texted STOP: recorded and triaged, but no reply was sent"
+NOT_SENT_NOTE = "Not sent (the patient had opted out with STOP)"
 
 
 @dataclass
@@ -98,6 +101,7 @@ def build_transcript(events: EventsTable, sender_id: str, rows: Sequence[sa.engi
     exchange = 0
     current: Turn | None = None  # the patient turn of the current exchange
     exchange_level: dict[int, str] = {}
+    unsent: set[int] = set()  # exchanges whose patient message came after STOP: the bot's answers were dropped
     channel: str | None = None
     for row in rows:
         data = event_data(row.data)
@@ -110,11 +114,17 @@ def build_transcript(events: EventsTable, sender_id: str, rows: Sequence[sa.engi
                            intent=row.intent_name or intent, confidence=confidence,
                            channel=data.get("input_channel"), exchange=exchange)
             channel = channel or current.channel
+            metadata = data.get("metadata")
+            if isinstance(metadata, dict) and metadata.get(SMS_OPTED_OUT_KEY):
+                current.note = OPTED_OUT_NOTE
+                unsent.add(exchange)
             turns.append(current)
         elif kind == "bot":
             text, note, level = bot_message(data)
             if level:
                 exchange_level.setdefault(exchange, level)
+            if exchange in unsent:
+                note = f"{note}. {NOT_SENT_NOTE}" if note else NOT_SENT_NOTE
             if text or note:
                 turns.append(Turn(kind="bot", at=at, text=text, note=note, exchange=exchange))
         elif kind == "slot":
