@@ -1,58 +1,155 @@
 #!/usr/bin/env bash
-# Starts the action server, the Rasa server (REST + socket.io + SMS), the website demo and the staff review app.
-# `run.sh shell` chats in the terminal instead. Ctrl-C stops everything.
+# The bot's processes: one command line each, and the supervisor that keeps them running.
+#
+#   run.sh             start everything under supervisord (deploy/supervisord.conf): the action server,
+#                      the Rasa server (REST + socket.io + SMS), the website demo and the staff review app.
+#                      A part that crashes is restarted, and that is logged in $VAR_DIR/supervisord.log;
+#                      the other parts keep serving. Ctrl-C stops everything.
+#   run.sh shell       chat with the bot in this terminal instead
+#   run.sh part NAME   run one part in the foreground (actions | rasa | web | review): what supervisord
+#                      and the systemd units in deploy/systemd/ start
+#   run.sh ctl ARGS    supervisorctl of the running `run.sh` (status, pid actions, restart rasa, tail rasa ...)
+#
+# Settings come from the environment and are read by bot/config.py (see its table and the README):
+# RASA_PORT, ACTION_PORT, ACTION_SERVER_HOST, WEB_PORT, REVIEW_PORT, VAR_DIR, TRACKER_DB_URL, RASA_AUTH_TOKEN...
+# so tests run this same script on free ports with a temporary VAR_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p var
-RASA=.venv/bin/rasa
-PY=.venv/bin/python
-RASA_PORT=${RASA_PORT:-5005}
-ACTION_PORT=${ACTION_PORT:-5055}
-WEB_PORT=${WEB_PORT:-8080}
-REVIEW_PORT=${REVIEW_PORT:-8081}
+ROOT=$PWD
+PY=$ROOT/.venv/bin/python
+RASA=$ROOT/.venv/bin/rasa
+MODEL=$ROOT/models/clinic.tar.gz
+export PYTHONPATH=$ROOT RASA_TELEMETRY_ENABLED=false TF_CPP_MIN_LOG_LEVEL=3 SQLALCHEMY_SILENCE_UBER_WARNING=1 \
+  PYTHONWARNINGS=ignore
+umask 077  # databases, logs and secrets made by any part are readable by this user only
 
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+# Every setting, as bot/config.py reads it (a bad value stops here, with its message).
+settings=$("$PY" - <<'EOF'
+import shlex
 
-$RASA run actions --actions actions --port "$ACTION_PORT" --quiet > var/actions.log 2>&1 &
-pids+=($!)
+from bot import config
 
-if [ "${1:-}" = "shell" ]; then
-  $RASA shell --model models/clinic.tar.gz --endpoints endpoints.yml --quiet
-  exit 0
-fi
+rasa_port = config.rasa_port()
+server_url = config.rasa_server_url()
+if server_url == config.DEFAULT_RASA_SERVER_URL:  # unset: the web demo talks to this Rasa port
+    server_url = f"http://localhost:{rasa_port}"
+values = {
+    "VAR_DIR": config.var_dir().resolve(),
+    "RASA_PORT": rasa_port,
+    "ACTION_PORT": config.action_server_port(),
+    "ACTION_SERVER_HOST": config.action_server_host(),
+    "ACTION_SERVER_URL": config.action_server_url(),
+    "WEB_PORT": config.web_port(),
+    "REVIEW_PORT": config.review_port(),
+    "RASA_SERVER_URL": server_url,
+    "CONFIGURED_AUTH_TOKEN": config.rasa_auth_token() or "",
+}
+for name, value in values.items():
+    print(f"{name}={shlex.quote(str(value))}")
+EOF
+)
+eval "$settings"
+export VAR_DIR RASA_PORT ACTION_PORT ACTION_SERVER_HOST WEB_PORT REVIEW_PORT RASA_SERVER_URL
+mkdir -p "$VAR_DIR"
+SUPERVISOR_CONF=$ROOT/deploy/supervisord.conf
 
-# The HTTP API is only ever enabled with a token.
-if [ -z "${RASA_AUTH_TOKEN:-}" ]; then
-  if [ ! -s var/rasa_auth_token ]; then
-    (umask 077; $PY -c 'import secrets; print(secrets.token_urlsafe(32))' > var/rasa_auth_token)
+# The HTTP API is only ever enabled with a token: RASA_AUTH_TOKEN, else one generated once (0600).
+load_token() {
+  if [ -n "$CONFIGURED_AUTH_TOKEN" ]; then
+    RASA_AUTH_TOKEN=$CONFIGURED_AUTH_TOKEN
+    token_note="from RASA_AUTH_TOKEN"
+  else
+    if [ ! -s "$VAR_DIR/rasa_auth_token" ]; then
+      "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' > "$VAR_DIR/rasa_auth_token"
+      chmod 600 "$VAR_DIR/rasa_auth_token"
+    fi
+    RASA_AUTH_TOKEN=$(cat "$VAR_DIR/rasa_auth_token")
+    token_note="generated, saved in $VAR_DIR/rasa_auth_token"
   fi
-  RASA_AUTH_TOKEN=$(cat var/rasa_auth_token)
-  token_note="generated, saved in var/rasa_auth_token"
-else
-  token_note="from RASA_AUTH_TOKEN"
-fi
-export RASA_AUTH_TOKEN  # the REST channel checks it too
+  export RASA_AUTH_TOKEN  # the REST channel checks it too
+}
 
-$RASA run --model models/clinic.tar.gz --port "$RASA_PORT" --enable-api --auth-token "$RASA_AUTH_TOKEN" \
-  --endpoints endpoints.yml --credentials credentials.yml --cors "${RASA_CORS_ORIGINS:-*}" > var/rasa.log 2>&1 &
-pids+=($!)
+# endpoints.yml with the action server's address from the settings.
+write_endpoints() {
+  "$PY" - "$ROOT/endpoints.yml" "$VAR_DIR/endpoints.yml" "$ACTION_SERVER_URL" <<'EOF'
+import os
+import sys
 
-if [ -f web/serve.py ]; then
-  RASA_SERVER_URL="http://localhost:$RASA_PORT" $PY web/serve.py --port "$WEB_PORT" > var/web.log 2>&1 &
-  pids+=($!)
-fi
-if [ -f bot/review/__main__.py ]; then
-  $PY -m bot.review serve --port "$REVIEW_PORT" > var/review.log 2>&1 &
-  pids+=($!)
-fi
+import yaml
 
-echo "Starting (ready in about 10 s; logs in var/*.log) ..."
-for _ in $(seq 1 180); do
-  if curl -fs "http://127.0.0.1:$RASA_PORT/status?token=$RASA_AUTH_TOKEN" >/dev/null 2>&1; then break; fi
-  sleep 1
+source, target, url = sys.argv[1:]
+endpoints = yaml.safe_load(open(source))
+endpoints["action_endpoint"]["url"] = url
+with open(target + ".tmp", "w") as handle:
+    handle.write(f"# Written by scripts/run.sh from {source}; edit that file instead.\n")
+    yaml.safe_dump(endpoints, handle, sort_keys=False)
+os.replace(target + ".tmp", target)
+EOF
+}
+
+part() {
+  case "${1:-}" in
+    actions)
+      # rasa_sdk reads its bind address from SANIC_HOST (its own default is 0.0.0.0)
+      SANIC_HOST=$ACTION_SERVER_HOST exec "$RASA" run actions --actions actions --port "$ACTION_PORT" --quiet ;;
+    rasa)
+      load_token
+      write_endpoints
+      exec "$RASA" run --model "$MODEL" --port "$RASA_PORT" --enable-api --auth-token "$RASA_AUTH_TOKEN" \
+        --endpoints "$VAR_DIR/endpoints.yml" --credentials "$ROOT/credentials.yml" --cors "${RASA_CORS_ORIGINS:-*}" ;;
+    web)
+      exec "$PY" "$ROOT/web/serve.py" --port "$WEB_PORT" ;;
+    review)
+      exec "$PY" -m bot.review serve --port "$REVIEW_PORT" ;;
+    *)
+      echo "usage: run.sh part actions|rasa|web|review" >&2
+      exit 2 ;;
+  esac
+}
+
+ctl() {
+  exec "$ROOT/.venv/bin/supervisorctl" -c "$SUPERVISOR_CONF" "$@"
+}
+
+case "${1:-}" in
+  part) part "${2:-}" ;;
+  ctl) shift; ctl "$@" ;;
+  shell)
+    write_endpoints
+    (part actions > "$VAR_DIR/actions.log" 2>&1) &
+    actions_pid=$!
+    trap 'kill "$actions_pid" 2>/dev/null || true' EXIT
+    "$RASA" shell --model "$MODEL" --endpoints "$VAR_DIR/endpoints.yml" --quiet
+    exit 0 ;;
+  "") ;;
+  *) echo "usage: run.sh [shell | part NAME | ctl ARGS]" >&2; exit 2 ;;
+esac
+
+load_token
+"$ROOT/.venv/bin/supervisord" -n -c "$SUPERVISOR_CONF" &
+supervisor_pid=$!
+stop() {
+  trap - INT TERM
+  kill -TERM "$supervisor_pid" 2>/dev/null || true
+  wait "$supervisor_pid" 2>/dev/null || true
+  exit 0
+}
+trap stop INT TERM
+
+echo "Starting (ready in about 30 s; logs in $VAR_DIR/*.log, restarts in $VAR_DIR/supervisord.log) ..."
+ready=""
+for _ in $(seq 1 300); do
+  if ! kill -0 "$supervisor_pid" 2>/dev/null; then
+    echo "supervisord stopped; see $VAR_DIR/supervisord.log" >&2
+    exit 1
+  fi
+  if curl -fs "http://127.0.0.1:$RASA_PORT/status?token=$RASA_AUTH_TOKEN" >/dev/null 2>&1; then ready=1; break; fi
+  sleep 1 &
+  wait $! || true
 done
+if [ -z "$ready" ]; then
+  echo "The Rasa server did not answer within 300 s; see $VAR_DIR/rasa.log (still supervised)." >&2
+fi
 cat <<MSG
 
   Bot ready.
@@ -62,7 +159,8 @@ cat <<MSG
   HTTP API token:      $token_note
   Staff review app:    http://localhost:$REVIEW_PORT/   (create an account: make staff-user USERNAME=you)
   Terminal chat:       make shell
+  Processes:           scripts/run.sh ctl status   (a part that stops is restarted; see $VAR_DIR/supervisord.log)
 
   Ctrl-C stops everything.
 MSG
-wait -n "${pids[@]}"
+wait "$supervisor_pid" || true
