@@ -11,6 +11,8 @@
 | BOT_REPLY_TIMEOUT_S | 10 | seconds before a patient gets the safe reply |
 | RASA_AUTH_TOKEN | unset: `make run` generates <var>/rasa_auth_token | Rasa HTTP API token (`--auth-token`); the REST channel requires it too |
 | TWILIO_AUTH_TOKEN, TWILIO_WEBHOOK_URL | unset | SMS channel: signature validation |
+| WEB_ALLOWED_ORIGINS | http://localhost:<WEB_PORT>, http://127.0.0.1:<WEB_PORT> | sites whose pages may open the website chat (socket.io), comma-separated; `*` = any site |
+| WEB_PORT, WEB_HOST, RASA_SERVER_URL | 8080, 127.0.0.1, http://localhost:5005 | the web demo (web/serve.py) and the bot URL its widget uses |
 | SMS_STATE_DB_URL | TRACKER_DB_URL | SMS opt-outs and seen MessageSids |
 | REVIEW_DB_URL | sqlite:///<var>/review.db | staff accounts, login failures, access log |
 | REVIEW_HOST, REVIEW_PORT | 127.0.0.1, 8081 | where `python -m bot.review serve` listens |
@@ -30,10 +32,12 @@ counts as unset.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from datetime import tzinfo
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,6 +57,9 @@ DEFAULT_REVIEW_PORT = 8081
 DEFAULT_RASA_PORT = 5005
 DEFAULT_ACTION_SERVER_HOST = "127.0.0.1"
 DEFAULT_ACTION_PORT = 5055
+DEFAULT_WEB_HOST = "127.0.0.1"
+DEFAULT_WEB_PORT = 8080
+DEFAULT_RASA_SERVER_URL = "http://localhost:5005"
 MIN_SECRET_KEY_CHARS = 32
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -198,6 +205,51 @@ def twilio_webhook_url() -> str | None:
 
 def sms_state_db_url() -> str:
     return _text("SMS_STATE_DB_URL") or tracker_db_url()
+
+
+# --- website chat ------------------------------------------------------------------------------------
+def web_port() -> int:
+    return _port("WEB_PORT", DEFAULT_WEB_PORT)
+
+
+def web_host() -> str:
+    return _text("WEB_HOST") or DEFAULT_WEB_HOST
+
+
+def rasa_server_url() -> str:
+    """The bot's URL as the web demo's widget reaches it (the page's data-server)."""
+    return _text("RASA_SERVER_URL").rstrip("/") or DEFAULT_RASA_SERVER_URL
+
+
+def _origin(name: str, raw: str, item: str) -> str:
+    """`scheme://host[:port]` exactly as a browser sends it in the Origin header (no default port)."""
+    parts = urlsplit(item.rstrip("/"))
+    expected = "origins like https://clinic.example or http://localhost:8080, comma-separated, or *"
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(name, raw, expected) from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path or parts.query or parts.fragment \
+            or parts.username or parts.password:
+        raise ConfigError(name, raw, expected)
+    default = {"http": 80, "https": 443}[parts.scheme]
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def web_allowed_origins() -> list[str]:
+    """Sites whose pages may talk to the website chat (engine.io checks the Origin header).
+
+    Default: the web demo's own origins, never any site; `*` must be asked for explicitly.
+    """
+    raw = _text("WEB_ALLOWED_ORIGINS")
+    if not raw:
+        port = web_port()
+        return [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
+    items = [item for item in re.split(r"[,\s]+", raw) if item]
+    if items == ["*"]:
+        return ["*"]
+    return list(dict.fromkeys(_origin("WEB_ALLOWED_ORIGINS", raw, item) for item in items))
 
 
 # --- staff review ------------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ part() {
       load_token
       write_endpoints
       exec "$RASA" run --model "$MODEL" --port "$RASA_PORT" --enable-api --auth-token "$RASA_AUTH_TOKEN" \
-        --endpoints "$VAR_DIR/endpoints.yml" --credentials "$ROOT/credentials.yml" --cors "${RASA_CORS_ORIGINS:-*}" ;;
+        --endpoints "$VAR_DIR/endpoints.yml" --credentials "$ROOT/credentials.yml" ;;  # no --cors: web chat sites are WEB_ALLOWED_ORIGINS
     web)
       exec "$PY" "$ROOT/web/serve.py" --port "$WEB_PORT" ;;
     review)
