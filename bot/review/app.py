@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -32,7 +32,7 @@ from bot import config
 from bot.review import accesslog, auth
 from bot.review.charts import dashboard_charts
 from bot.review.db import StoreUnavailable, review_engine, tracker_engine
-from bot.review.filters import CHANNEL_LABELS, CHANNELS, Filters, channel_label
+from bot.review.filters import CHANNEL_LABELS, CHANNELS, BadParameter, Filters, channel_label, parse_day
 from bot.review.masking import mask_sender
 from bot.review.service import EXPORT_FORMATS, Export, ReviewService
 from bot.review.store import ConversationStore
@@ -40,6 +40,8 @@ from bot.review.store import ConversationStore
 logger = logging.getLogger(__name__)
 
 PER_PAGE = 50
+MAX_PAGE = 1_000_000
+MAX_REF = 2**63 - 1  # conversation numbers are database ids (64-bit); a larger one cannot exist
 IDLE_TIMEOUT_S = 30 * 60
 SESSION_LIFETIME = timedelta(hours=12)
 PUBLIC_ENDPOINTS = {"login", "static"}
@@ -130,6 +132,15 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
 
     # --- security ------------------------------------------------------------------------
     @app.before_request
+    def refuse_nul_characters():
+        """NUL cannot be stored or searched (PostgreSQL refuses it): a 400, before anything reads the values."""
+        for values in (request.args, request.form):
+            for key, value in values.items(multi=True):
+                if "\x00" in key or "\x00" in value:
+                    raise BadParameter(["Parameters must not contain NUL characters."])
+        return None
+
+    @app.before_request
     def require_login():
         g.user = None
         user_id = session.get("uid")
@@ -171,6 +182,10 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     def csrf_error(error: CSRFError):
         return render_template("error.html", title="Form expired",
                                message="The form had expired or was not sent from this site. Please try again."), 400
+
+    @app.errorhandler(BadParameter)
+    def bad_parameter(error: BadParameter):
+        return render_template("error.html", title="Bad request", message=" ".join(error.problems)), 400
 
     @app.errorhandler(StoreUnavailable)
     def store_unavailable(error: StoreUnavailable):
@@ -239,16 +254,19 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     def index():
         return redirect(url_for("conversations"))
 
-    def filters_from_request() -> Filters:
-        filters, problems = Filters.parse(request.args)
-        for problem in problems:
-            flash(problem, "warning")
+    def filters_from(values) -> Filters:
+        """Filters from the query or form; a value that cannot be used is a 400 that says which."""
+        filters, errors, notes = Filters.parse_checked(values)
+        if errors:
+            raise BadParameter(errors)
+        for note in notes:
+            flash(note, "warning")
         return filters
 
     @app.get("/conversations")
     def conversations():
-        filters = filters_from_request()
-        page_number = _int(request.args.get("page"), 1)
+        filters = filters_from(request.args)
+        page_number = _page(request.args.get("page"))
         page = service().list_conversations(filters, page_number, PER_PAGE)
         params = filters.as_params()
         return render_template(
@@ -264,7 +282,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     @app.route("/conversations/export", methods=["GET", "POST"])
     def export_list():
         source = request.args if request.method == "GET" else request.form
-        filters, _ = Filters.parse(source)
+        filters = filters_from(source)
         fmt = _format(source.get("format"))
         unmask = request.method == "POST" and source.get("unmask") == "1" and source.get("confirm") == "1"
         if request.method == "POST" and not unmask:
@@ -273,6 +291,8 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
         return _download(service().export_list(filters, fmt, unmask))
 
     def load_transcript(ref: int):
+        if not 0 < ref <= MAX_REF:
+            abort(404)
         store = _ctx().store
         sender = store.sender_for_ref(ref)
         transcript = store.transcript(sender) if sender else None
@@ -303,8 +323,8 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     @app.get("/dashboard")
     def dashboard():
         today = datetime.now(_ctx().tz).date()
-        date_to = _date(request.args.get("to")) or today
-        date_from = _date(request.args.get("from")) or date_to - timedelta(days=29)
+        date_to = parse_day(request.args.get("to"), "To date") or today
+        date_from = parse_day(request.args.get("from"), "From date") or date_to - timedelta(days=29)
         if date_from > date_to:
             date_from, date_to = date_to, date_from
         if (date_to - date_from).days > 366:
@@ -318,8 +338,8 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     # --- access log ----------------------------------------------------------------------
     @app.get("/access-log")
     def access_log_page():
-        page_number = _int(request.args.get("page"), 1)
-        user_filter = (request.args.get("user") or "").strip().lower()[:80] or None
+        page_number = _page(request.args.get("page"))
+        user_filter = "".join(ch for ch in (request.args.get("user") or "") if ch.isprintable()).strip().lower()[:80] or None
         entries, total = accesslog.read(_ctx().review_db, PER_PAGE, (page_number - 1) * PER_PAGE, user_filter)
         service().record("view_access_log", detail=f"page {page_number}" + (f"; user {user_filter}" if user_filter else ""))
         pages = max(1, -(-total // PER_PAGE))
@@ -332,24 +352,20 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _int(raw: str | None, default: int) -> int:
-    try:
-        return max(1, min(int(raw or default), 1_000_000))
-    except ValueError:
-        return default
-
-
-def _date(raw: str | None) -> date | None:
-    try:
-        return date.fromisoformat((raw or "").strip()) if raw else None
-    except ValueError:
-        return None
+def _page(raw: str | None) -> int:
+    """A page number 1..MAX_PAGE (1 when absent); anything else is a 400."""
+    text = (raw or "").strip()
+    if not text:
+        return 1
+    if not text.isascii() or not text.isdigit() or len(text) > 7 or not 1 <= int(text) <= MAX_PAGE:
+        raise BadParameter([f"Page must be a whole number from 1 to {MAX_PAGE:,}."])
+    return int(text)
 
 
 def _format(raw: str | None) -> str:
-    fmt = (raw or "csv").lower()
+    fmt = (raw or "csv").strip().lower()
     if fmt not in EXPORT_FORMATS:
-        abort(400)
+        raise BadParameter([f"Format must be one of {', '.join(EXPORT_FORMATS)}."])
     return fmt
 
 

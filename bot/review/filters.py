@@ -14,6 +14,31 @@ CHANNEL_LABELS = {CHANNEL_WEB: "Web chat", CHANNEL_SMS: "SMS", CHANNEL_REST: "RE
 # "check": a symptom check-in (a possible new problem no triage rule confirmed)
 ESCALATED_CHOICES = ("any", *TRIAGE_LEVELS, "check")
 MAX_SEARCH_CHARS = 200
+# Dates staff may ask for: a clinic's logs, and room for a day either side without overflowing `date`.
+MIN_DATE = date(2000, 1, 1)
+MAX_DATE = date(2099, 12, 31)
+
+
+class BadParameter(ValueError):
+    """Parameters the app cannot use (shown to staff with a 400 page, or as CLI warnings)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_day(raw: str | None, label: str) -> date | None:
+    """A YYYY-MM-DD date from MIN_DATE to MAX_DATE; None when empty; BadParameter otherwise."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise BadParameter([f"{label} must be a date like 2024-05-31."]) from None
+    if not MIN_DATE <= day <= MAX_DATE:
+        raise BadParameter([f"{label} must be between {MIN_DATE.isoformat()} and {MAX_DATE.isoformat()}."])
+    return day
 
 
 def channel_label(channel: str | None) -> str:
@@ -39,38 +64,43 @@ class Filters:
 
     @classmethod
     def parse(cls, values: Mapping[str, str]) -> tuple[Filters, list[str]]:
-        """Filters from form/query values; returns the filters and problems to show the user."""
-        problems: list[str] = []
+        """Filters from form/query values; unusable values are ignored. Returns the filters and the
+        problems to show the user (the CLI prints them as warnings)."""
+        filters, errors, notes = cls.parse_checked(values)
+        return filters, [f"{error} It was ignored." for error in errors] + notes
+
+    @classmethod
+    def parse_checked(cls, values: Mapping[str, str]) -> tuple[Filters, list[str], list[str]]:
+        """Filters, errors (values that cannot be used: the web app answers 400) and notes (adjustments made)."""
+        errors: list[str] = []
+        notes: list[str] = []
 
         def parse_date(key: str, label: str) -> date | None:
-            raw = (values.get(key) or "").strip()
-            if not raw:
-                return None
             try:
-                return date.fromisoformat(raw)
-            except ValueError:
-                problems.append(f"{label} must be a date like 2024-05-31; it was ignored.")
+                return parse_day(values.get(key), label)
+            except BadParameter as error:
+                errors.extend(error.problems)
                 return None
 
         date_from = parse_date("from", "From date")
         date_to = parse_date("to", "To date")
         if date_from and date_to and date_from > date_to:
-            problems.append("From date is after To date; the dates were swapped.")
+            notes.append("From date is after To date; the dates were swapped.")
             date_from, date_to = date_to, date_from
         channel = (values.get("channel") or "").strip().lower() or None
         if channel and channel not in CHANNELS:
-            problems.append("Unknown channel; it was ignored.")
+            errors.append(f"Channel must be one of {', '.join(CHANNELS)}.")
             channel = None
         escalated = (values.get("escalated") or "").strip().lower() or None
         if escalated and escalated not in ESCALATED_CHOICES:
-            problems.append("Unknown escalation filter; it was ignored.")
+            errors.append(f"Escalation filter must be one of {', '.join(ESCALATED_CHOICES)}.")
             escalated = None
         unanswered = (values.get("unanswered") or "").strip().lower() in {"1", "on", "true", "yes"}
-        search = " ".join((values.get("q") or "").split())
+        search = " ".join("".join(ch for ch in (values.get("q") or "") if ch.isprintable() or ch.isspace()).split())
         if len(search) > MAX_SEARCH_CHARS:
-            problems.append(f"Search text was shortened to {MAX_SEARCH_CHARS} characters.")
+            notes.append(f"Search text was shortened to {MAX_SEARCH_CHARS} characters.")
             search = search[:MAX_SEARCH_CHARS]
-        return cls(date_from, date_to, channel, escalated, unanswered, search), problems
+        return cls(date_from, date_to, channel, escalated, unanswered, search), errors, notes
 
     def as_params(self) -> dict[str, str]:
         """Query-string parameters that reproduce these filters."""

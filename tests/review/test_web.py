@@ -286,3 +286,26 @@ def test_login_over_https_behind_the_secure_cookie(review_env, monkeypatch):
     response = client.post("/login", data=form, base_url=base, headers={"Referer": f"{base}/login"})
     assert response.status_code == 302 and response.headers["Location"] == "/conversations"
     assert client.get("/conversations", base_url=base).status_code == 200
+
+
+# --- odd parameters: a clear 4xx, never a 500 (the fuzz test in test_params_fuzz.py covers every route) ------
+@pytest.mark.parametrize("url", ["/conversations?to=9999-12-31", "/dashboard?to=9999-12-31",
+                                 "/dashboard?from=0001-01-01", "/conversations/export?format=csv&from=1999-12-31",
+                                 "/conversations?channel=fax", "/conversations?page=0", "/conversations?page=abc",
+                                 "/access-log?page=-3", "/conversations/1/export?format=xml", "/conversations?q=a%00b"])
+def test_unusable_parameters_are_a_400_that_says_why(client, url):
+    response = client.get(url)
+    assert response.status_code == 400 and "Bad request" in html(response)
+    assert any(word in html(response) for word in ("must be", "must not"))
+
+
+@pytest.mark.parametrize("ref", ["9" * 19, "9223372036854775808", "9" * 40])
+def test_a_conversation_number_that_cannot_exist_is_404(client, ref):
+    assert client.get(f"/conversations/{ref}").status_code == 404
+    assert client.get(f"/conversations/{ref}/export?format=json").status_code == 404
+
+
+def test_dates_at_the_edges_of_the_range_work(client):
+    assert client.get("/conversations?from=2000-01-01&to=2099-12-31").status_code == 200
+    assert client.get("/dashboard?from=2098-12-31&to=2099-12-31").status_code == 200
+    assert client.get("/dashboard?to=2000-01-01").status_code == 200
