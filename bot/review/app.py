@@ -7,7 +7,6 @@ patient text is always autoescaped. Conversations are read through a read-only e
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -142,22 +141,18 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
 
     @app.before_request
     def require_login():
+        """The cookie names a server-side session (bot.review.auth): signing out, idling, the 12-hour limit,
+        a disabled account or a password reset ends it on the server, so a copied cookie stops working."""
         g.user = None
-        user_id = session.get("uid")
-        now = time.time()
-        if user_id is not None:
-            seen = float(session.get("seen", 0))
-            signed_in = float(session.get("since", 0))
-            user = auth.get_user(_ctx().review_db, int(user_id))
-            expired = now - seen > IDLE_TIMEOUT_S or now - signed_in > SESSION_LIFETIME.total_seconds()
-            if user is None or user.disabled or expired:
+        token = session.get("sid")
+        if token is not None:
+            user = auth.session_user(_ctx().review_db, token, IDLE_TIMEOUT_S, SESSION_LIFETIME.total_seconds())
+            if user is None:
                 session.clear()
                 if request.endpoint not in PUBLIC_ENDPOINTS:
                     flash("Your session ended. Please sign in again.", "info")
             else:
                 g.user = user
-                if now - seen > 60:
-                    session["seen"] = now
         if g.user is None and request.endpoint not in PUBLIC_ENDPOINTS:
             if request.endpoint is None:
                 abort(404)
@@ -230,10 +225,11 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
                          "and try again.")
                 status = 429
             elif result is auth.LoginResult.OK and user is not None:
+                auth.end_session(_ctx().review_db, session.get("sid"))
+                auth.prune_sessions(_ctx().review_db, IDLE_TIMEOUT_S, SESSION_LIFETIME.total_seconds())
                 session.clear()
                 session.permanent = True
-                session["uid"] = user.id
-                session["seen"] = session["since"] = time.time()
+                session["sid"] = auth.start_session(_ctx().review_db, user.id)
                 g.user = user
                 service().record("login")
                 return redirect(next_url or url_for("conversations"))
@@ -245,6 +241,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     @app.post("/logout")
     def logout():
         service().record("logout")
+        auth.end_session(_ctx().review_db, session.get("sid"))
         session.clear()
         flash("You are signed out.", "info")
         return redirect(url_for("login"))

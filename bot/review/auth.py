@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -12,7 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 
-from bot.review.db import login_failures, staff_users
+from bot.review.db import login_failures, staff_sessions, staff_users
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
@@ -82,6 +84,7 @@ def create_user(engine: Engine, username: str, password: str, replace: bool = Fa
                 staff_users.update().where(staff_users.c.id == existing).values(password_hash=password_hash,
                                                                                 disabled=False)
             )
+            connection.execute(staff_sessions.delete().where(staff_sessions.c.user_id == existing))
             return StaffUser(existing, name, False)
         result = connection.execute(
             staff_users.insert().values(username=name, password_hash=password_hash, created_at=time.time(),
@@ -91,11 +94,13 @@ def create_user(engine: Engine, username: str, password: str, replace: bool = Fa
 
 
 def set_disabled(engine: Engine, username: str, disabled: bool) -> bool:
+    """Disable (ending every session of the account) or re-enable a staff account."""
+    name = normalise_username(username)
     with engine.begin() as connection:
-        result = connection.execute(
-            staff_users.update().where(staff_users.c.username == normalise_username(username))
-            .values(disabled=disabled)
-        )
+        result = connection.execute(staff_users.update().where(staff_users.c.username == name).values(disabled=disabled))
+        if disabled:
+            ids = sa.select(staff_users.c.id).where(staff_users.c.username == name).scalar_subquery()
+            connection.execute(staff_sessions.delete().where(staff_sessions.c.user_id == ids))
         return result.rowcount > 0
 
 
@@ -155,3 +160,64 @@ def authenticate(engine: Engine, username: str, password: str, ip: str,
         connection.execute(staff_users.update().where(staff_users.c.id == row.id).values(**values))
         connection.execute(login_failures.delete().where(login_failures.c.username == name, login_failures.c.ip == ip))
     return LoginResult.OK, StaffUser(row.id, row.username, False)
+
+
+# --- server-side sessions ------------------------------------------------------------------------
+TOUCH_EVERY_S = 60  # how often a session's last-seen time is written (not on every request)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", errors="replace")).hexdigest()
+
+
+def start_session(engine: Engine, user_id: int, now: float | None = None) -> str:
+    """A new session for the user; returns the token for the (signed) cookie. Only its digest is stored."""
+    now = time.time() if now is None else now
+    token = secrets.token_urlsafe(32)
+    with engine.begin() as connection:
+        connection.execute(staff_sessions.insert().values(token_hash=_token_hash(token), user_id=user_id,
+                                                          created_at=now, seen_at=now))
+    return token
+
+
+def session_user(engine: Engine, token: str, idle_s: float, lifetime_s: float,
+                 now: float | None = None) -> StaffUser | None:
+    """The signed-in user of a live session, or None (unknown, signed out, idle, too old, account disabled).
+
+    An ended session's row is deleted, so the same cookie never works again.
+    """
+    now = time.time() if now is None else now
+    if not token or not isinstance(token, str) or len(token) > 200:
+        return None
+    digest = _token_hash(token)
+    with engine.connect() as connection:
+        row = connection.execute(
+            sa.select(staff_sessions.c.created_at, staff_sessions.c.seen_at, staff_users.c.id, staff_users.c.username,
+                      staff_users.c.disabled)
+            .select_from(staff_sessions.join(staff_users, staff_users.c.id == staff_sessions.c.user_id))
+            .where(staff_sessions.c.token_hash == digest)
+        ).first()
+    if row is None:
+        return None
+    if row.disabled or now - row.seen_at > idle_s or now - row.created_at > lifetime_s:
+        end_session(engine, token)
+        return None
+    if now - row.seen_at > TOUCH_EVERY_S:
+        with engine.begin() as connection:
+            connection.execute(staff_sessions.update().where(staff_sessions.c.token_hash == digest).values(seen_at=now))
+    return StaffUser(row.id, row.username, False)
+
+
+def end_session(engine: Engine, token: str | None) -> None:
+    if not token or not isinstance(token, str):
+        return
+    with engine.begin() as connection:
+        connection.execute(staff_sessions.delete().where(staff_sessions.c.token_hash == _token_hash(token)))
+
+
+def prune_sessions(engine: Engine, idle_s: float, lifetime_s: float, now: float | None = None) -> None:
+    """Forget sessions that can no longer be used (called at each sign-in)."""
+    now = time.time() if now is None else now
+    with engine.begin() as connection:
+        connection.execute(staff_sessions.delete().where(
+            sa.or_(staff_sessions.c.seen_at < now - idle_s, staff_sessions.c.created_at < now - lifetime_s)))

@@ -1,6 +1,6 @@
 """`python -m bot.review COMMAND`: the staff review tools on the command line.
 
-  serve [--host H] [--port P]                 the web app (default 127.0.0.1:$REVIEW_PORT or 8081)
+  serve [--host H] [--port P]                 the web app under waitress (default 127.0.0.1:$REVIEW_PORT or 8081)
   create-user USERNAME [--reset-password]     staff account; password prompted twice or from REVIEW_NEW_PASSWORD
   list [filters] [--page N] [--per-page N]    conversations, most recently active first
   show SENDER_OR_REF [--unmask]               one transcript (SENDER: the sender id; REF: the number in the list)
@@ -87,15 +87,25 @@ def _table(rows: list[list[str]]) -> str:
                      for row in rows)
 
 
+SERVE_THREADS = 8
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from werkzeug.serving import run_simple
+    """The web app under waitress, a production WSGI server (pure Python, no compiler, works on any OS)."""
+    import logging
+
+    from waitress import serve
 
     from bot.review.app import create_app
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app()
-    print(f"Staff review app on http://{args.host}:{args.port}/ (cookies Secure={app.config['SESSION_COOKIE_SECURE']})",
-          flush=True)
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False, use_debugger=False)
+    print(f"Staff review app on http://{args.host}:{args.port}/ (waitress, {SERVE_THREADS} threads; "
+          f"cookies Secure={app.config['SESSION_COOKIE_SECURE']})", flush=True)
+    # ident="": no Server header naming the software; X-Forwarded-* are honoured by the app itself
+    # (REVIEW_TRUST_PROXY), so waitress leaves them alone.
+    serve(app, host=args.host, port=args.port, threads=SERVE_THREADS, ident="", channel_timeout=60,
+          max_request_body_size=1024 * 1024)
     return 0
 
 

@@ -125,6 +125,18 @@ access_log = sa.Table(
 )
 
 
+# Server-side sessions: the cookie holds a random token, the database its SHA-256 digest. Signing out
+# deletes the row, so a copied cookie stops working; disabling an account or resetting its password ends all.
+staff_sessions = sa.Table(
+    "review_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False, index=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("seen_at", sa.Float, nullable=False, index=True),
+)
+
+
 def review_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

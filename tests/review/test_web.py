@@ -234,20 +234,69 @@ def test_access_log_records_views_and_exports(app, client):
     assert USERNAME in page
 
 
-def test_an_idle_session_expires(client):
+def age_sessions(app, column: str, seconds: float) -> None:
+    """Move every stored session's time back (the server-side record is what counts, not the cookie)."""
+    from bot.review.db import staff_sessions
+
+    with app.extensions["review"].review_db.begin() as connection:
+        connection.execute(staff_sessions.update().values({column: getattr(staff_sessions.c, column) - seconds}))
+
+
+def test_an_idle_session_expires(app, client):
     from bot.review.app import IDLE_TIMEOUT_S
 
     assert client.get("/conversations").status_code == 200
-    with client.session_transaction() as session:
-        session["seen"] = session["seen"] - IDLE_TIMEOUT_S - 5
+    age_sessions(app, "seen_at", IDLE_TIMEOUT_S + 5)
     response = client.get("/conversations")
     assert response.status_code == 302 and response.headers["Location"].startswith("/login")
 
 
-def test_a_session_ends_after_twelve_hours_even_when_active(client):
-    with client.session_transaction() as session:
-        session["since"] = session["since"] - 12 * 3600 - 5
+def test_a_session_ends_after_twelve_hours_even_when_active(app, client):
+    age_sessions(app, "created_at", 12 * 3600 + 5)
     assert client.get("/conversations").status_code == 302
+
+
+def copy_cookie(source, target) -> None:
+    cookie = source.get_cookie("review_session")
+    target.set_cookie("review_session", cookie.value, domain=cookie.domain)
+
+
+def test_a_cookie_copied_before_logout_does_not_work_after_it(app, client):
+    thief = app.test_client()
+    copy_cookie(client, thief)
+    assert thief.get("/conversations").status_code == 200  # a copied cookie works while the session lives
+    token = csrf_token(html(client.get("/conversations")))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert thief.get("/conversations").status_code == 302
+    assert thief.get("/dashboard").status_code == 302
+
+
+def test_logout_ends_only_that_session(app, client):
+    other = app.test_client()
+    assert login(other).status_code == 302
+    client.post("/logout", data={"csrf_token": csrf_token(html(client.get("/conversations")))})
+    assert client.get("/conversations").status_code == 302
+    assert other.get("/conversations").status_code == 200
+
+
+def test_a_password_reset_ends_every_session(app, client):
+    thief = app.test_client()
+    copy_cookie(client, thief)
+    auth.create_user(app.extensions["review"].review_db, USERNAME, "another long passphrase", replace=True)
+    assert client.get("/conversations").status_code == 302 and thief.get("/conversations").status_code == 302
+
+
+def test_the_cookie_holds_no_user_id_and_the_database_no_token(app, client):
+    import sqlalchemy as sa
+
+    from bot.review.db import staff_sessions
+
+    with client.session_transaction() as session:
+        assert set(session) <= {"sid", "csrf_token", "_permanent", "_flashes"} and "uid" not in session
+        token = session["sid"]
+    with app.extensions["review"].review_db.connect() as connection:
+        hashes = [row.token_hash for row in connection.execute(sa.select(staff_sessions))]
+    assert hashes and token not in hashes
 
 
 def test_a_disabled_account_loses_its_session(app, client):
