@@ -487,13 +487,14 @@
 
   Widget.prototype.receive = function (data) {
     if (!data || typeof data !== "object") return;
-    var custom = (data.custom && typeof data.custom === "object") ? data.custom : {};
-    var kind = custom.kind || data.kind;
+    // markers (kind, level) come in `metadata`, where rasa-webchat also accepts them
+    var marks = (data.metadata && typeof data.metadata === "object") ? data.metadata : {};
+    var kind = marks.kind;
     var text = typeof data.text === "string" ? data.text : "";
     this.setWaiting(false);
     this.setStatus("");
     if (text.trim()) {
-      var seek = kind === "seek_care" ? ((custom.level || data.level) === "urgent" ? "urgent" : "emergency") : null;
+      var seek = kind === "seek_care" ? (marks.level === "urgent" ? "urgent" : "emergency") : null;
       if (seek && this.panel.hidden) this.open(false);  // a seek-care message is never left unseen
       this.addMessage({ from: "bot", text: text, seek: seek, at: Date.now() });
       if (this.panel.hidden) this.setUnread(true);

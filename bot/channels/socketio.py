@@ -10,17 +10,25 @@ credentials.yml:
 Differences from Rasa's `socketio` channel (same name, same events, same /socket.io path):
 
 - one `bot_uttered` event per bot response: the whole text (line breaks kept, not split into
-  paragraphs) together with its `custom` payload, and the custom keys copied to the top level, e.g.
-  `{"text": "...", "custom": {"kind": "seek_care", "level": "emergency"}, "kind": "seek_care",
-  "level": "emergency"}`. (Rasa's own output calls `sio.emit(evt, **custom)`, which raises
-  TypeError for any custom payload, so seek-care messages would never reach the page.)
-- every message goes through `bot.channels.guard` (a reply always comes, blank input gets a prompt);
-- session ids chosen by the browser must look like ids (letters, digits, - and _, 16-64 long),
-  otherwise the server issues a fresh one; messages that are not text are ignored.
+  paragraphs), with the markers of its `custom` payload under `metadata`, e.g.
+  `{"text": "...", "metadata": {"kind": "seek_care", "level": "emergency", "forceOpen": true}}`.
+  `metadata` is where both our widget (web/) and `rasa-webchat` look: rasa-webchat shows only
+  messages whose other keys are exactly `text` (+ buttons/quick_replies), and opens itself on
+  `forceOpen`. (Rasa's own output calls `sio.emit(evt, **custom)`, which raises TypeError for any
+  custom payload, so seek-care messages would never reach the page.)
+- every message goes through `bot.channels.guard` (a reply always comes, blank input gets a prompt),
+  except a blank opening message on a new connection (rasa-webchat's `initPayload`-less start),
+  which is ignored without a reply;
+- only pages from the allowed sites (WEB_ALLOWED_ORIGINS, bot.config) may connect: engine.io
+  checks the Origin header of polling and websocket requests and sends the CORS headers itself;
+- session ids chosen by the browser must look like ids (letters, digits, - and _, 16-64 long) and
+  must not belong to another channel's conversation (bot.channels.ownership), otherwise the server
+  issues a fresh one; messages that are not text, or for another channel's conversation, are ignored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -30,17 +38,22 @@ from typing import Any
 
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage, decode_bearer_token
 from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput, SocketIOOutput
-from sanic import Blueprint, response
+from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
-from bot.channels.guard import guard_handler
-from bot.vocabulary import CHANNEL_WEB
+from bot.channels.guard import guard_handler, is_blank
+from bot.channels.ownership import ConversationOwners
+from bot.config import web_allowed_origins
+from bot.vocabulary import CHANNEL_WEB, SEEK_CARE_KIND
 
 logger = logging.getLogger(__name__)
 
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# sanic_cors.core.SANIC_CORS_EVALUATED (Sanic-Cors 2.0): a request marked so gets no headers from sanic-cors.
+# Not imported: importing sanic_cors warns (distutils) in processes that don't run Rasa's server.
+SANIC_CORS_EVALUATED = "_sanic_cors_e"
 
 
 def valid_session_id(value: Any) -> str | None:
@@ -57,11 +70,12 @@ def bot_event(message: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(text, str) and text.strip():
         event["text"] = text.strip()
     custom = message.get("custom")
-    if isinstance(custom, dict) and custom:
-        event["custom"] = custom
-        for key, value in custom.items():
-            if key not in {"text", "recipient_id"}:
-                event.setdefault(key, value)
+    if isinstance(custom, dict):
+        metadata = {key: value for key, value in custom.items() if key not in {"text", "recipient_id"}}
+        if metadata.get("kind") == SEEK_CARE_KIND:
+            metadata["forceOpen"] = True  # rasa-webchat opens a minimized chat, as our widget does
+        if metadata:
+            event["metadata"] = metadata
     buttons = message.get("quick_replies") or message.get("buttons")
     if isinstance(buttons, list) and buttons:
         event["quick_replies"] = [
@@ -74,6 +88,25 @@ def bot_event(message: dict[str, Any]) -> dict[str, Any] | None:
     elif message.get("attachment"):
         event["attachment"] = message["attachment"]
     return event or None
+
+
+class EngineIOCorsBlueprint(SocketBlueprint):
+    """Attaches socket.io like Rasa does, and keeps Rasa's --cors (sanic-cors) off its path.
+
+    engine.io answers CORS for the allowed sites itself; with `rasa run --cors ...` sanic-cors would add
+    a second Access-Control-Allow-Origin header (browsers refuse two), and with `--cors "*"` it would
+    let any site in.
+    """
+
+    def register(self, app: Sanic, options: dict[str, Any]) -> None:
+        path = "/" + self.ctx.socketio_path.strip("/")
+
+        async def cors_by_engineio(request: Request) -> None:
+            if request.path.rstrip("/") == path:
+                setattr(request.ctx, SANIC_CORS_EVALUATED, "1")  # sanic-cors skips evaluated requests
+
+        app.register_middleware(cors_by_engineio, "request")
+        super().register(app, options)
 
 
 class ClinicSocketIOOutput(SocketIOOutput):
@@ -106,7 +139,8 @@ class ClinicSocketIOInput(SocketIOInput):
     def from_credentials(cls, credentials: dict[str, Any] | None) -> InputChannel:
         credentials = credentials or {}
         channel = super().from_credentials(credentials)
-        channel.cors_allowed_origins = credentials.get("cors_allowed_origins", [])  # type: ignore[attr-defined]
+        origins = credentials.get("cors_allowed_origins") or web_allowed_origins()
+        channel.cors_allowed_origins = "*" if origins in ("*", ["*"]) else list(origins)  # type: ignore[attr-defined]
         return channel
 
     def get_output_channel(self) -> OutputChannel | None:
@@ -116,9 +150,11 @@ class ClinicSocketIOInput(SocketIOInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         guarded = guard_handler(on_new_message)
-        # [] = engine.io does no CORS handling of its own; the Rasa server's --cors setting applies.
-        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=getattr(self, "cors_allowed_origins", []))
-        socketio_webhook = SocketBlueprint(sio, self.socketio_path, "socketio_webhook", __name__)
+        self.owners = ConversationOwners()
+        # engine.io refuses other sites' pages and answers CORS itself (independent of Rasa's --cors)
+        origins = getattr(self, "cors_allowed_origins", None) or web_allowed_origins()
+        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=origins)
+        socketio_webhook = EngineIOCorsBlueprint(sio, self.socketio_path, "socketio_webhook", __name__)
         self.sio = sio
 
         @socketio_webhook.route("/", methods=["GET"])
@@ -132,16 +168,26 @@ class ClinicSocketIOInput(SocketIOInput):
                 return bool(token and decode_bearer_token(token, self.jwt_key, self.jwt_algorithm))
             return True
 
+        spoken: set[str] = set()  # connections that have sent a user message
+
+        @sio.on("disconnect", namespace=self.namespace)
+        async def disconnect(sid: str) -> None:
+            spoken.discard(sid)
+
         @sio.on("session_request", namespace=self.namespace)
         async def session_request(sid: str, data: Any) -> None:
-            requested = data.get("session_id") if isinstance(data, dict) else None
-            session_id = valid_session_id(requested) or uuid.uuid4().hex
+            requested = valid_session_id(data.get("session_id") if isinstance(data, dict) else None)
+            if requested and await asyncio.to_thread(self.owners.conflict, requested, CHANNEL_WEB):
+                requested = None  # another channel's conversation: this browser gets a fresh one
+            session_id = requested or uuid.uuid4().hex
             if self.session_persistence:
                 await sio.enter_room(sid, session_id, namespace=self.namespace)
             await sio.emit("session_confirm", session_id, room=sid, namespace=self.namespace)
 
         @sio.on(self.user_message_evt, namespace=self.namespace)
         async def handle_message(sid: str, data: Any) -> None:
+            opening = sid not in spoken  # decided before any await: events start in arrival order
+            spoken.add(sid)
             if not isinstance(data, dict):
                 return
             if self.session_persistence:
@@ -149,11 +195,18 @@ class ClinicSocketIOInput(SocketIOInput):
                 if sender_id is None:
                     logger.warning("socket.io message without a valid session_id was ignored.")
                     return
+                owner = await asyncio.to_thread(self.owners.conflict, sender_id, CHANNEL_WEB)
+                if owner:
+                    logger.warning("socket.io message ignored: its session id belongs to the %s channel.", owner)
+                    return
             else:
                 sender_id = sid
-            text = data.get("message", "")
-            if not isinstance(text, str):
+            text = data.get("message")
+            if text is not None and not isinstance(text, str):
                 return
+            if opening and is_blank(text):
+                return  # rasa-webchat's opening user_uttered without an initPayload: no reply
+            text = text or ""
             metadata = data.get(self.metadata_key) or {}
             if isinstance(metadata, str):
                 try:

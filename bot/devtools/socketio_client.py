@@ -3,6 +3,7 @@
 python-socketio's AsyncClient can't do websockets with the pinned aiohttp 3.9.5 and hangs ~25 s on
 disconnect over polling, so the channel tests and the benchmark talk the protocol directly:
 "0{...}" open, "40" connect, "42[event, data]" events, "2"/"3" ping/pong, "41" disconnect.
+Like other non-browser clients it sends no Origin header unless given one (`origin=`, as a page would).
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ import websockets
 
 
 class MiniSocketIO:
-    def __init__(self, base_url: str, path: str = "/socket.io") -> None:
+    def __init__(self, base_url: str, path: str = "/socket.io", origin: str | None = None) -> None:
         self.url = base_url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + (
             f"{path}/?EIO=4&transport=websocket"
         )
+        self.origin = origin
         self.ws: Any = None
         self.queues: dict[str, asyncio.Queue] = defaultdict(asyncio.Queue)
         self.reader: asyncio.Task | None = None
 
     async def connect(self, timeout: float = 10.0) -> MiniSocketIO:
-        self.ws = await asyncio.wait_for(websockets.connect(self.url, max_size=2**22), timeout)
+        self.ws = await asyncio.wait_for(websockets.connect(self.url, max_size=2**22, origin=self.origin), timeout)
         opening = await asyncio.wait_for(self.ws.recv(), timeout)
         assert opening.startswith("0"), opening
         await self.ws.send("40")

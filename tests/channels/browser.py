@@ -23,6 +23,7 @@ CHROMIUM_ARGS = [
 ]
 WEB_DIR = ROOT / "web"
 SOCKET_IO_CLIENT = WEB_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+RASA_WEBCHAT = WEB_DIR / "node_modules" / "rasa-webchat" / "lib" / "index.js"
 AXE = WEB_DIR / "node_modules" / "axe-core" / "axe.min.js"
 ARTIFACTS = ROOT / "artifacts"
 
@@ -30,14 +31,22 @@ ARTIFACTS = ROOT / "artifacts"
 def require_browser_setup() -> None:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium chromium-driver (make setup-test does it)")
-    if not SOCKET_IO_CLIENT.exists():
-        pytest.fail("web/node_modules is missing: run `npm ci --prefix web` (make setup-test does it)")
+    if not SOCKET_IO_CLIENT.exists() or not RASA_WEBCHAT.exists():
+        pytest.fail("web/node_modules is missing or old: run `npm ci --prefix web` (make setup-test does it)")
+
+
+def web_origin(port: int) -> str:
+    """The origin of the page web_server(port=port) serves: what the bot must allow (WEB_ALLOWED_ORIGINS)."""
+    return f"http://127.0.0.1:{port}"
 
 
 @contextlib.contextmanager
-def web_server(bot_url: str) -> Iterator[str]:
-    """Serve web/ like `make run` does, pointing the widget at `bot_url`. Yields the page URL."""
-    port = free_port()
+def web_server(bot_url: str, port: int | None = None) -> Iterator[str]:
+    """Serve web/ like `make run` does, pointing the widget at `bot_url`. Yields the page URL.
+
+    The bot only accepts pages from allowed origins, so tests choose the port first (web_origin).
+    """
+    port = port or free_port()
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [sys.executable, str(WEB_DIR / "serve.py"), "--port", str(port), "--host", "127.0.0.1", "--server", bot_url],

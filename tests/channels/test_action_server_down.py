@@ -37,7 +37,7 @@ def test_web_chat(actions_down):
             return sid, await client.receive("bot_uttered", 20)
 
     sid, first = asyncio.run(talk())
-    assert first.get("kind") == "seek_care" and first.get("level") == "emergency"
+    assert first.get("metadata", {}).get("kind") == "seek_care" and first["metadata"].get("level") == "emergency"
     assert clinic_settings().emergency_number in first["text"]
     wait_until(lambda: actions_down.tracker(sid)["slots"]["triage_level"] == "emergency", 15, "tracker saved")
 

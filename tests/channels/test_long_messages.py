@@ -50,7 +50,7 @@ def test_web_chat(channel_stack, length):
             return sid, [await client.receive("bot_uttered", 20)]
 
     sid, received = asyncio.run(talk())
-    assert received[0].get("kind") == "seek_care" and received[0].get("level") == "emergency"
+    assert received[0].get("metadata", {}).get("kind") == "seek_care" and received[0]["metadata"].get("level") == "emergency"
     # the seek-care message is emitted before the turn ends; the tracker is saved when it does
     wait_until(lambda: channel_stack.tracker(sid)["slots"]["triage_level"] == "emergency", 10, "tracker saved")
 

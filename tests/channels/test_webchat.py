@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.browser]
 
 @pytest.fixture(scope="module")
 def site(channel_stack):
-    with web_server(channel_stack.url) as url:
+    with web_server(channel_stack.url, port=channel_stack.web_port) as url:  # the site the bot allows
         yield url
 
 

@@ -8,31 +8,39 @@ from __future__ import annotations
 import pytest
 
 from bot.channels.socketio import ClinicSocketIOInput
+from bot.devtools.stack import free_port
 from bot.settings import clinic_settings
-from tests.channels.browser import ChatPage, axe_violations, chromium, web_server
+from tests.channels.browser import ChatPage, axe_violations, chromium, web_origin, web_server
 from tests.channels.fake_bot import FakeBot
 from tests.channels.local_server import LocalChannelServer
 
 pytestmark = pytest.mark.browser
 
 
-def channel() -> ClinicSocketIOInput:
+def channel(web_port: int) -> ClinicSocketIOInput:
+    """The website chat channel, accepting pages from the web server on `web_port` only."""
     return ClinicSocketIOInput.from_credentials(
-        {"user_message_evt": "user_uttered", "bot_message_evt": "bot_uttered", "session_persistence": True}
+        {"user_message_evt": "user_uttered", "bot_message_evt": "bot_uttered", "session_persistence": True,
+         "cors_allowed_origins": [web_origin(web_port)]}
     )
 
 
 @pytest.fixture(scope="module")
-def bot_server():
+def web_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def bot_server(web_port):
     bot = FakeBot()
-    with LocalChannelServer(channel(), bot) as server:
+    with LocalChannelServer(channel(web_port), bot) as server:
         server.bot = bot
         yield server
 
 
 @pytest.fixture(scope="module")
-def site(bot_server):
-    with web_server(bot_server.url) as url:
+def site(bot_server, web_port):
+    with web_server(bot_server.url, port=web_port) as url:
         yield url
 
 
@@ -108,9 +116,10 @@ def test_keyboard_only(chat):
 
 def test_reconnects_after_a_server_restart(browser):
     bot = FakeBot()
-    first = LocalChannelServer(channel(), bot)
+    web_port = free_port()
+    first = LocalChannelServer(channel(web_port), bot)
     port = first.port
-    with web_server(first.url) as site:
+    with web_server(first.url, port=web_port) as site:
         context = browser.new_context(viewport={"width": 1280, "height": 860})
         chat = ChatPage(context.new_page(), site)
         with first:
@@ -120,7 +129,7 @@ def test_reconnects_after_a_server_restart(browser):
         chat.page.get_by_text("Connection lost").or_(chat.page.get_by_text("Can't reach")).first.wait_for()
         chat.input.fill("are you back")
         chat.input.press("Enter")  # queued while the server is down
-        with LocalChannelServer(channel(), bot, port=port):
+        with LocalChannelServer(channel(web_port), bot, port=port):
             chat.wait_connected(timeout_ms=20_000)
             chat.bot_messages().nth(1).wait_for(timeout=20_000)
             assert "are you back" in chat.bot_messages().nth(1).inner_text()
@@ -140,6 +149,19 @@ def test_screenshots_and_accessibility(browser, site):
         width = chat.page.evaluate("document.documentElement.scrollWidth")
         assert width <= viewport["width"], f"horizontal scroll at {viewport['width']}px"
         assert axe_violations(chat.page) == []
+        context.close()
+
+
+def test_a_page_from_another_site_cannot_chat(browser, bot_server):
+    """The same widget served from a site the channel does not allow never connects."""
+    with web_server(bot_server.url) as other_site:  # another port: another origin
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        chat = ChatPage(context.new_page(), other_site)
+        received = len(bot_server.bot.received)
+        chat.open_page().open_chat()
+        chat.page.get_by_text("Can't reach").first.wait_for(timeout=20_000)
+        assert chat.page.locator("#clinic-chat-widget[data-connected='true']").count() == 0
+        assert len(bot_server.bot.received) == received
         context.close()
 
 

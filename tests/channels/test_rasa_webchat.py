@@ -1,0 +1,150 @@
+"""rasa-webchat 1.0.1 from npm, the most used third-party Rasa widget, against the real bot.
+
+The page (web/rasa-webchat.html, rasa-webchat from web/node_modules, no CDN) is served by web/serve.py
+from another origin than the bot: the one site the stack allows (WEB_ALLOWED_ORIGINS). The bot runs
+with `--cors "*"` (BotStack), as rasa-webchat's README suggests, which must not matter for socket.io.
+The same checks without a browser: test_webchat_protocol.py. Saves artifacts/rasa-webchat.png.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from bot.settings import clinic_settings
+from tests.channels.browser import ARTIFACTS, ChatPage, chromium, web_origin, web_server
+
+pytestmark = [pytest.mark.stack, pytest.mark.browser]
+
+QUESTION = "can i drive myself home after the injection?"
+RED_FLAG = "my leg gave out and i cant feel my groin"
+SEEK_CARE_START = "This could be serious."
+
+
+@pytest.fixture(scope="module")
+def site(channel_stack):
+    with web_server(channel_stack.url, port=channel_stack.web_port) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as running:
+        yield running
+
+
+class Webchat:
+    """web/rasa-webchat.html, driven through rasa-webchat's own markup."""
+
+    def __init__(self, page, site: str) -> None:
+        self.page = page
+        self.url = site + "rasa-webchat.html"
+        self.errors: list[str] = []
+        self.frames: list[str] = []
+        self.sent: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("websocket", self._watch)
+
+    def _watch(self, websocket) -> None:
+        websocket.on("framereceived", lambda frame: self.frames.append(str(frame)))
+        websocket.on("framesent", lambda frame: self.sent.append(str(frame)))
+
+    @property
+    def input(self):
+        return self.page.get_by_placeholder("Type your question...")
+
+    @property
+    def bot_messages(self):
+        return self.page.locator(".rw-response .rw-message-text")
+
+    def open(self) -> Webchat:
+        self.page.goto(self.url)
+        self.page.locator(".rw-launcher").wait_for()
+        return self
+
+    def open_chat(self) -> None:
+        if not self.input.is_visible():
+            self.page.locator(".rw-launcher").click()
+        self.input.wait_for()
+
+    def session_id(self) -> str | None:
+        stored = self.page.evaluate("() => localStorage.getItem('chat_session')")
+        return json.loads(stored).get("session_id") if stored else None
+
+    def wait_session(self, timeout_s: float = 30) -> str:
+        """rasa-webchat keeps the session id the bot confirmed in localStorage."""
+        self.page.wait_for_function(
+            "() => { const s = localStorage.getItem('chat_session'); return s && JSON.parse(s).session_id; }",
+            timeout=timeout_s * 1000,
+        )
+        return self.session_id()
+
+    def ask(self, text: str, timeout_ms: float = 30_000) -> str:
+        before = self.bot_messages.count()
+        self.input.fill(text)
+        self.input.press("Enter")
+        self.bot_messages.nth(before).wait_for(timeout=timeout_ms)
+        return self.bot_messages.nth(before).inner_text()
+
+
+def user_texts(stack, conversation: str, expected: int, timeout_s: float = 30) -> list[str]:
+    """The patient messages in the tracker, once there are `expected` (a seek-care reply can come first)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        texts = [e.get("text") for e in stack.tracker(conversation)["events"] if e["event"] == "user"]
+        if len(texts) >= expected or time.monotonic() > deadline:
+            return texts
+        time.sleep(0.2)
+
+
+def test_rasa_webchat_from_another_origin(browser, site, channel_stack):
+    settings = clinic_settings()
+    assert web_origin(channel_stack.web_port) != channel_stack.url  # another origin than the bot
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    chat = Webchat(context.new_page(), site)
+    chat.open().open_chat()
+    conversation = chat.wait_session()
+
+    # the opening user_uttered without a message gets no reply and leaves nothing in the conversation
+    chat.page.wait_for_timeout(1500)
+    opening = [f for f in chat.sent if '"user_uttered"' in f]
+    assert len(opening) == 1 and '"message"' not in opening[0]  # rasa-webchat did send it
+    assert chat.bot_messages.count() == 0
+    assert not [f for f in chat.frames if "bot_uttered" in f]
+
+    answer = chat.ask(QUESTION)
+    assert "driv" in answer.lower()
+
+    alert = chat.ask(RED_FLAG)
+    assert alert.startswith(SEEK_CARE_START) and settings.emergency_number in alert
+    ARTIFACTS.mkdir(exist_ok=True)
+    chat.page.screenshot(path=str(ARTIFACTS / "rasa-webchat.png"))
+    assert user_texts(channel_stack, conversation, 2) == [QUESTION, RED_FLAG]
+    assert channel_stack.tracker(conversation)["slots"]["triage_level"] in {"emergency", "urgent"}
+
+    chat.page.reload()
+    chat.open_chat()
+    chat.bot_messages.nth(1).wait_for()  # rasa-webchat shows the stored conversation again
+    shown = [m.inner_text() for m in chat.bot_messages.all()]
+    assert len(shown) == 2 and shown[1].startswith(SEEK_CARE_START)
+    assert chat.wait_session() == conversation
+    assert chat.ask("thank you")
+    assert user_texts(channel_stack, conversation, 3) == [QUESTION, RED_FLAG, "thank you"]
+    assert not [e for e in chat.errors if not e.startswith(("Loading the stylesheet", "Loading the font"))], chat.errors
+    context.close()
+
+
+def test_our_widget_on_the_same_site_keeps_its_alert_card(browser, site):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    chat = ChatPage(context.new_page(), site)
+    chat.open_page().open_chat()
+    chat.wait_connected()
+    chat.ask(RED_FLAG)
+    alert = chat.page.get_by_role("alert")
+    alert.wait_for()
+    assert alert.get_by_role("heading", name="Get help now").is_visible()
+    assert SEEK_CARE_START in alert.inner_text()
+    context.close()
