@@ -1,6 +1,10 @@
-"""Masking patient identifiers (phone numbers) wherever they are shown outside the tracker store.
+"""Masking patient identifiers (phone numbers, e-mail addresses) wherever they are shown outside the tracker store.
 
-One implementation for the SMS channel's logs and the staff review app's pages and exports.
+One implementation for the SMS channel's logs and the staff review app's pages and exports:
+`mask_sender` for conversation ids, `mask_text` for the same identifiers typed inside a message
+("call me on 555-123-4567" -> "call me on 5•••••4567"). Both keep enough to tell numbers apart
+(country digit and last four digits; an address's first letter and domain). Where a sender id is
+shown in full (an unmasked export, recorded in the access log; `show --unmask`), the text is too.
 """
 
 from __future__ import annotations
@@ -34,3 +38,30 @@ def mask_sender(sender_id: str | None) -> str:
     if len(sender_id) > DISPLAY_MAX:
         return sender_id[: DISPLAY_MAX - 1] + "…"
     return sender_id
+
+
+# A phone number inside text: 7-15 digits, optionally +, grouped by spaces, dots, dashes or brackets.
+# Dates (2024-05-31, 31.05.2024), times and doses ("400 mg", "8/10") are not phone-shaped and stay.
+_TEXT_PHONE = re.compile(r"(?<![\w+])(?:\+|(?=\(?\d))(?:\(?\d[\d().\- ]{5,20}\d)(?![\w])")
+_TEXT_DATE = re.compile(r"^(?:\d{4}[-.]\d{1,2}[-.]\d{1,2}|\d{1,2}[-.]\d{1,2}[-.]\d{2,4})$")
+_TEXT_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+MIN_PHONE_DIGITS = 7
+MAX_PHONE_DIGITS = 15  # E.164
+
+
+def _mask_phone_match(match: re.Match[str]) -> str:
+    found = match.group(0)
+    stripped = found.rstrip(" .-(")
+    digits = re.sub(r"\D", "", stripped)
+    if not MIN_PHONE_DIGITS <= len(digits) <= MAX_PHONE_DIGITS or _TEXT_DATE.match(stripped.strip()):
+        return found
+    lead = ("+" if stripped.startswith("+") else "") + digits[:1]
+    return f"{lead}{MASK}{digits[-4:]}" + found[len(stripped):]
+
+
+def mask_text(text: str | None) -> str:
+    """Message text fit to show where sender ids are masked: phone numbers and e-mail addresses masked."""
+    if not text:
+        return ""
+    masked = _TEXT_EMAIL.sub(lambda m: mask_sender(m.group(0)), text)
+    return _TEXT_PHONE.sub(_mask_phone_match, masked)

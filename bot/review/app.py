@@ -32,7 +32,7 @@ from bot.review import accesslog, auth
 from bot.review.charts import dashboard_charts
 from bot.review.db import StoreUnavailable, review_engine, tracker_engine
 from bot.review.filters import CHANNEL_LABELS, CHANNELS, BadParameter, Filters, channel_label, parse_day
-from bot.review.masking import mask_sender
+from bot.review.masking import mask_sender, mask_text
 from bot.review.service import EXPORT_FORMATS, Export, ReviewService
 from bot.review.store import ConversationStore
 
@@ -110,6 +110,11 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     @app.template_filter("mask")
     def mask(value: str | None) -> str:
         return mask_sender(value)
+
+    @app.template_filter("mask_text")
+    def mask_in_text(value: str | None) -> str:
+        """Phone numbers and e-mail addresses inside patient text, masked like conversation ids."""
+        return mask_text(value)
 
     @app.template_filter("pct")
     def pct(value: float | None) -> str:

@@ -25,7 +25,7 @@ from bot import config
 from bot.review import accesslog, auth
 from bot.review.db import StoreUnavailable, review_engine, tracker_engine
 from bot.review.filters import CHANNELS, ESCALATED_CHOICES, Filters
-from bot.review.masking import mask_sender, shown_sender
+from bot.review.masking import mask_sender, shown_sender, shown_text
 from bot.review.service import EXPORT_FORMATS, ReviewService
 from bot.review.store import ConversationStore
 
@@ -168,7 +168,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             flags.append("UNANSWERED")
         who = "PATIENT" if turn.kind == "patient" else "BOT    "
         print(f"\n[{when}] {who} {' '.join(flags)}".rstrip())
-        print("  " + turn.text.replace("\n", "\n  "))
+        text = shown_text(turn.text, args.unmask) if turn.kind == "patient" else turn.text
+        print("  " + text.replace("\n", "\n  "))
         if turn.kind == "patient":
             meta = f"  intent: {turn.intent or '-'}"
             if turn.confidence is not None:

@@ -1,7 +1,8 @@
 """CSV and JSON exports of the conversation list and of one transcript.
 
-Phone numbers are masked unless `unmask=True` (callers record that in the access log); every CSV
-text cell is guarded against spreadsheet formula injection.
+Phone numbers and e-mail addresses (as conversation ids and inside message text) are masked unless
+`unmask=True` (callers record that in the access log); every CSV text cell is guarded against
+spreadsheet formula injection.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 
-from bot.review.masking import csv_safe, shown_sender
+from bot.review.masking import csv_safe, shown_sender, shown_text
 from bot.review.store import ConversationRow
 from bot.review.transcript import Transcript
 
@@ -41,7 +42,7 @@ def list_records(rows: Iterable[ConversationRow], unmask: bool = False) -> list[
     ]
 
 
-def transcript_records(transcript: Transcript) -> list[dict]:
+def transcript_records(transcript: Transcript, unmask: bool = False) -> list[dict]:
     records = []
     for turn in transcript.turns:
         if turn.kind == "session":
@@ -51,7 +52,7 @@ def transcript_records(transcript: Transcript) -> list[dict]:
         records.append({
             "time": _iso(turn.at),
             "speaker": turn.kind,
-            "text": turn.text,
+            "text": shown_text(turn.text, unmask) if turn.kind == "patient" else turn.text,
             "intent": turn.intent or "",
             "confidence": "" if turn.confidence is None else round(turn.confidence, 3),
             "knowledge_entry": turn.topic or "",
@@ -82,7 +83,8 @@ def list_json(rows: Iterable[ConversationRow], filters: str, unmask: bool = Fals
 
 def transcript_csv(transcript: Transcript, unmask: bool = False) -> str:
     patient = shown_sender(transcript.sender_id, unmask)
-    records = [{"conversation": transcript.ref, "patient": patient, **record} for record in transcript_records(transcript)]
+    records = [{"conversation": transcript.ref, "patient": patient, **record}
+               for record in transcript_records(transcript, unmask)]
     return to_csv(records, ["conversation", "patient", *TRANSCRIPT_COLUMNS])
 
 
@@ -95,5 +97,5 @@ def transcript_json(transcript: Transcript, unmask: bool = False) -> str:
         "started": _iso(transcript.started),
         "last_activity": _iso(transcript.last_activity),
         "escalation": transcript.escalation or "",
-        "turns": transcript_records(transcript),
+        "turns": transcript_records(transcript, unmask),
     }, ensure_ascii=False, indent=2)

@@ -48,6 +48,8 @@ class Conversation:
 
 
 SCRIPT_TAG = "<script>alert('xss')</script>"
+TYPED_PHONE = "555-123-9876"  # typed inside a message: masked wherever conversation ids are
+TYPED_EMAIL = "jane.roe@example.org"
 
 CONVERSATIONS = [
     Conversation("sms_emergency", "+15551234567", "sms", 2, [
@@ -71,6 +73,8 @@ CONVERSATIONS = [
         Message("=HYPERLINK(\"http://evil.example\",\"click\")", "nlu_fallback", 0.21,
                 reply="Sorry, I didn't understand. You can call the clinic."),
         Message("do i need to stop taking aspirin before?", "ask_stop_medicines", 0.94, topic="stop_medicines"),
+        Message(f"please call me back on {TYPED_PHONE} or write to {TYPED_EMAIL}", "human_handoff", 0.9,
+                reply="Please call the clinic at (555) 010-0142."),
     ]),
     Conversation("sms_old", "+447700900123", "sms", 45, [
         Message("hello", "greet", 0.98, reply="Hello! I can answer questions about your injection."),

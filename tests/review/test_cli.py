@@ -93,6 +93,16 @@ def test_show_masks_unless_asked(review_env, capsys):
     assert "show_unmasked" in actions and "view_conversation" in actions
 
 
+def test_show_masks_numbers_typed_in_messages_unless_asked(review_env, capsys):
+    from tests.review.conversations import TYPED_EMAIL, TYPED_PHONE, by_key
+
+    sender = by_key("rest_unanswered").sender_id
+    code, out, _ = run(capsys, "show", sender)
+    assert code == 0 and TYPED_PHONE not in out and TYPED_EMAIL not in out and "5•••••9876" in out
+    code, out, _ = run(capsys, "show", sender, "--unmask")
+    assert TYPED_PHONE in out and TYPED_EMAIL in out
+
+
 def test_export(review_env, capsys, tmp_path):
     code, out, _ = run(capsys, "export", "--format", "csv", "--escalated", "any")
     rows = list(csv.DictReader(io.StringIO(out)))

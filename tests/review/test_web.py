@@ -358,3 +358,21 @@ def test_dates_at_the_edges_of_the_range_work(client):
     assert client.get("/conversations?from=2000-01-01&to=2099-12-31").status_code == 200
     assert client.get("/dashboard?from=2098-12-31&to=2099-12-31").status_code == 200
     assert client.get("/dashboard?to=2000-01-01").status_code == 200
+
+
+# --- phone numbers and e-mail addresses typed inside messages ------------------------------------------
+def test_typed_numbers_and_addresses_are_masked_on_pages_and_exports(app, client):
+    from tests.review.conversations import TYPED_EMAIL, TYPED_PHONE
+
+    ref = ref_of(client, "rest_unanswered")
+    for body in (html(client.get(f"/conversations/{ref}")), html(client.get(f"/conversations/{ref}/export?format=csv")),
+                 html(client.get(f"/conversations/{ref}/export?format=json")), html(client.get("/dashboard"))):
+        assert TYPED_PHONE not in body and TYPED_EMAIL not in body and "123-9876" not in body
+    page = html(client.get(f"/conversations/{ref}"))
+    assert "5•••••9876" in page and "j•••@example.org" in page
+    assert "(555) 010-0142" in page  # the bot's own text (the clinic's number) is not masked
+    token = csrf_token(page)
+    unmasked = client.post(f"/conversations/{ref}/export", data={"format": "json", "unmask": "1", "confirm": "1",
+                                                                 "csrf_token": token})
+    assert TYPED_PHONE in html(unmasked) and TYPED_EMAIL in html(unmasked)  # the recorded unmasked export
+    assert "export_conversation_unmasked" in [e.action for e in log_entries(app)]
