@@ -8,19 +8,80 @@ The Rasa process uses these classes through endpoints.yml; the variables are rea
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
-from rasa.core.lock_store import InMemoryLockStore, LockStore, RedisLockStore
+from rasa.core.lock_store import InMemoryLockStore, LockStore
 from rasa.core.tracker_store import SQLTrackerStore
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.url import make_url
 
 from bot.config import redis_lock_prefix, redis_url, tracker_db_url
+from bot.redis_lock import AtomicRedisLockStore
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+DB_RETRY_FOR_S = 60.0  # a restarting database (seconds) is waited for, not turned into a lost message
+
+
+# Tracker store calls get threads of their own: a stuck database must not starve the channels' other
+# off-loop work (SMS opt-outs, conversation owners) of asyncio's small default pool.
+_DB_THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tracker-db")
+
+
+def run_off_the_loop(operation: Callable[[], Awaitable[T]]) -> T:
+    """Run one of SQLTrackerStore's operations to completion in this (worker) thread.
+
+    Why: its `async` methods do blocking SQLAlchemy calls, so a slow or locked database would freeze the
+    whole Rasa process, other conversations and the reply guard's seek-care deadline included. Without an
+    event broker they never await anything, so they run here, in a thread, without an event loop.
+    """
+    coroutine = operation()
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return finished.value
+    coroutine.close()
+    raise RuntimeError("a tracker store operation waited on the event loop (an event broker?); not supported")
+
+
+async def retry_while_db_unreachable(operation: Callable[[], Awaitable[T]], what: str) -> T:
+    """Run a tracker store operation again while the database cannot be reached.
+
+    Why: Rasa wraps the store in FailSafeTrackerStore, which on an error keeps the turn in this process's
+    memory only (save) or starts the conversation afresh (retrieve): a database restart would lose messages.
+    The lock keeps the conversation while this waits, and the reply guard answers the patient meanwhile.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DB_RETRY_FOR_S
+    pause = 0.1
+    while True:
+        try:
+            return await loop.run_in_executor(_DB_THREADS, run_off_the_loop, operation)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
+            if loop.time() + pause > deadline:
+                raise
+            logger.warning("Tracker database unreachable during %s (%s); retrying.", what, str(error).splitlines()[0])
+        except sa_exc.DBAPIError as error:
+            if not error.connection_invalidated or loop.time() + pause > deadline:
+                raise
+            logger.warning("Tracker database connection lost during %s; retrying.", what)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 class ClinicTrackerStore(SQLTrackerStore):
     """Rasa's SQL tracker store, configured from TRACKER_DB_URL instead of endpoints.yml fields."""
 
     def __init__(self, domain: Any = None, host: Any = None, event_broker: Any = None, **kwargs: Any) -> None:
+        # endpoints.yml `fast_reply_path` / `recent_turns`: bot/rasa_patches.py (false = stock Rasa, for the bench)
+        if kwargs.pop("fast_reply_path", True):
+            from bot import rasa_patches  # the Rasa process only (it imports Rasa's core)
+
+            rasa_patches.apply(int(kwargs.pop("recent_turns", rasa_patches.DEFAULT_RECENT_TURNS)))
         url = make_url(tracker_db_url())
         dialect = url.drivername
         if dialect.startswith("postgres"):
@@ -38,6 +99,16 @@ class ClinicTrackerStore(SQLTrackerStore):
             query=dict(url.query) or None,
         )
 
+    async def retrieve(self, sender_id: str) -> Any:
+        return await retry_while_db_unreachable(lambda: super(ClinicTrackerStore, self).retrieve(sender_id), "retrieve")
+
+    async def retrieve_full_tracker(self, conversation_id: str) -> Any:
+        return await retry_while_db_unreachable(
+            lambda: super(ClinicTrackerStore, self).retrieve_full_tracker(conversation_id), "retrieve")
+
+    async def save(self, tracker: Any) -> None:
+        await retry_while_db_unreachable(lambda: super(ClinicTrackerStore, self).save(tracker), "save")
+
 
 class ClinicLockStore(LockStore):
     """Redis locks when REDIS_URL is set (several Rasa workers), in-memory locks otherwise."""
@@ -46,7 +117,7 @@ class ClinicLockStore(LockStore):
         configured = redis_url()
         if configured:
             url = make_url(configured)
-            self.inner: LockStore = RedisLockStore(
+            self.inner: LockStore = AtomicRedisLockStore(
                 host=url.host or "localhost",
                 port=url.port or 6379,
                 db=int(url.database or 0),
@@ -56,6 +127,10 @@ class ClinicLockStore(LockStore):
             )
         else:
             self.inner = InMemoryLockStore()
+
+    def lock(self, conversation_id: str, *args: Any, **kwargs: Any) -> Any:
+        """The inner store's own locking: with Redis, atomic across servers (bot/redis_lock.py)."""
+        return self.inner.lock(conversation_id, *args, **kwargs)
 
     def get_lock(self, conversation_id: str) -> Any:
         return self.inner.get_lock(conversation_id)
