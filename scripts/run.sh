@@ -5,7 +5,8 @@
 #                      the Rasa server (REST + socket.io + SMS), the website demo and the staff review app.
 #                      A part that crashes is restarted, and that is logged in $VAR_DIR/supervisord.log;
 #                      the other parts keep serving. Ctrl-C stops everything.
-#   run.sh shell       chat with the bot in this terminal instead
+#   run.sh shell       chat in this terminal with the running bot (Rasa's console over the REST channel,
+#                      with the token; bot/console.py): start `run.sh` first, in another terminal
 #   run.sh part NAME   run one part in the foreground (actions | rasa | web | review): what supervisord
 #                      and the systemd units in deploy/systemd/ start
 #   run.sh ctl ARGS    supervisorctl of the running `run.sh` (status, pid actions, restart rasa, tail rasa ...)
@@ -115,12 +116,7 @@ case "${1:-}" in
   part) part "${2:-}" ;;
   ctl) shift; ctl "$@" ;;
   shell)
-    write_endpoints
-    (part actions > "$VAR_DIR/actions.log" 2>&1) &
-    actions_pid=$!
-    trap 'kill "$actions_pid" 2>/dev/null || true' EXIT
-    "$RASA" shell --model "$MODEL" --endpoints "$VAR_DIR/endpoints.yml" --quiet
-    exit 0 ;;
+    exec "$PY" -m bot.console --server "http://127.0.0.1:$RASA_PORT" ;;
   "") ;;
   *) echo "usage: run.sh [shell | part NAME | ctl ARGS]" >&2; exit 2 ;;
 esac
