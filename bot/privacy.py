@@ -9,7 +9,9 @@ shown in full (an unmasked export, recorded in the access log; `show --unmask`),
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 MASK = "•••••"
 _PHONE = re.compile(r"^(?P<prefix>(?:whatsapp|sms|tel):)?(?P<number>\+?\d[\d ().-]{5,22}\d)$", re.IGNORECASE)
@@ -65,3 +67,36 @@ def mask_text(text: str | None) -> str:
         return ""
     masked = _TEXT_EMAIL.sub(lambda m: mask_sender(m.group(0)), text)
     return _TEXT_PHONE.sub(_mask_phone_match, masked)
+
+
+# --- files holding patient data or secrets ------------------------------------------------------------
+PRIVATE_FILE_MODE = 0o600
+
+
+def private_sqlite_file(url: str) -> Path | None:
+    """Create the SQLite file of `url` with mode 0600 before SQLAlchemy opens it (tighten an existing one).
+
+    Why: SQLite creates a missing database file with the process umask (usually 0644: world-readable), and
+    conversations are health data. An empty file is a valid new database; SQLite gives its journal and WAL
+    files the database file's mode. Other databases (PostgreSQL) and in-memory SQLite: nothing to do (None).
+    """
+    from sqlalchemy.engine.url import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" \
+            or parsed.database.startswith("file:"):
+        return None
+    path = Path(parsed.database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Make `path` exist with mode 0600 (created that way, never readable by others even for a moment)."""
+    descriptor = os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE)
+    try:
+        if os.stat(descriptor).st_mode & 0o077:
+            os.fchmod(descriptor, PRIVATE_FILE_MODE)
+    finally:
+        os.close(descriptor)

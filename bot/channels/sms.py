@@ -59,7 +59,7 @@ from bot.channels.sms_text import (
     sms_messages,
 )
 from bot.messages import EMPTY_REPLY, HELP_REPLY, MEDIA_REPLY, OPT_IN_REPLY, OPT_OUT_REPLY
-from bot.privacy import mask_sender
+from bot.privacy import mask_sender, private_sqlite_file
 from bot.settings import fill_placeholders
 from bot.vocabulary import CHANNEL_SMS, SMS_OPTED_OUT_KEY
 
@@ -113,6 +113,7 @@ class SmsStateStore:
     def engine(self) -> Engine:
         with self._lock:
             if self._engine is None:
+                private_sqlite_file(self.url)  # a SQLite file (the tracker's, by default) is created 0600
                 connect_args = {"check_same_thread": False} if self.url.startswith("sqlite") else {}
                 engine = create_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
                 _metadata.create_all(engine)

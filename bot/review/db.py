@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 from urllib.parse import quote
@@ -19,6 +18,7 @@ from sqlalchemy.engine.url import URL, make_url
 from sqlalchemy.pool import NullPool, QueuePool
 
 from bot.config import postgresql_schema
+from bot.privacy import private_sqlite_file
 
 
 class StoreUnavailable(RuntimeError):
@@ -141,15 +141,10 @@ def review_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = _sqlite_path(parsed)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(f"sqlite:///{path}")  # 0600 before the first byte is written
         engine = sa.create_engine(f"sqlite:///{path}", poolclass=NullPool, future=True,
                                   connect_args={"timeout": 15})
     else:
         engine = sa.create_engine(parsed, pool_size=4, max_overflow=8, pool_pre_ping=True, future=True)
     metadata.create_all(engine)
-    if parsed.get_backend_name() == "sqlite":
-        try:
-            os.chmod(_sqlite_path(parsed), 0o600)
-        except OSError:
-            pass
     return engine

@@ -1,0 +1,84 @@
+"""Databases and secrets are created 0600 (bot/privacy.py private_sqlite_file), even under a permissive umask."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from bot.privacy import private_sqlite_file
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture(autouse=True)
+def permissive_umask():
+    """The usual default (files 0644), so only our code can make them private."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_a_new_sqlite_file_is_created_0600(tmp_path):
+    path = private_sqlite_file(f"sqlite:///{tmp_path / 'sub' / 'tracker.db'}")
+    assert path is not None and mode(path) == 0o600 and path.stat().st_size == 0
+
+
+def test_an_existing_readable_file_is_tightened_and_kept(tmp_path):
+    path = tmp_path / "tracker.db"
+    path.write_bytes(b"existing data")
+    path.chmod(0o644)
+    private_sqlite_file(f"sqlite:///{path}")
+    assert mode(path) == 0o600 and path.read_bytes() == b"existing data"
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "postgresql://u@127.0.0.1/db"])
+def test_other_databases_are_left_alone(url):
+    assert private_sqlite_file(url) is None
+
+
+def test_the_tracker_store_creates_its_database_0600(tmp_path, monkeypatch):
+    """The class the Rasa process loads from endpoints.yml, with real SQLite, writing a real tracker."""
+    import asyncio
+
+    from rasa.shared.core.events import UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.storage import ClinicTrackerStore
+
+    path = tmp_path / "var" / "tracker.db"
+    monkeypatch.setenv("TRACKER_DB_URL", f"sqlite:///{path}")
+    store = ClinicTrackerStore()
+    asyncio.run(store.save(DialogueStateTracker.from_events("p1", [UserUttered("my leg is numb")])))
+    assert path.stat().st_size > 0 and mode(path) == 0o600
+    for extra in path.parent.glob("tracker.db-*"):  # journal / WAL files, if any remain
+        assert mode(extra) == 0o600, extra
+
+
+def test_the_sms_state_store_creates_its_database_0600(tmp_path):
+    from bot.channels.sms import SmsStateStore
+
+    path = tmp_path / "sms.db"
+    state = SmsStateStore(f"sqlite:///{path}", redis_url="")
+    assert state.claim("SM1") and mode(path) == 0o600
+
+
+def test_the_review_database_is_created_0600(tmp_path):
+    from bot.review.db import review_engine
+
+    path = tmp_path / "var" / "review.db"
+    review_engine(f"sqlite:///{path}").dispose()
+    assert path.stat().st_size > 0 and mode(path) == 0o600
+
+
+def test_the_review_secret_is_created_0600(tmp_path, monkeypatch):
+    from bot import config
+
+    monkeypatch.delenv("REVIEW_SECRET_KEY", raising=False)
+    path = tmp_path / "review_secret"
+    config.review_secret_key(path)
+    assert mode(path) == 0o600
