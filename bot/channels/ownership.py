@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 PHONE_NUMBER_ID = re.compile(r"^(?:whatsapp:|sms:|tel:)?\s*\+[\d\s().-]{6,24}\Z", re.IGNORECASE)
 KNOWN_OWNERS_CACHED = 50_000  # an owner never changes once recorded, so it is safe to remember
+# A lookup runs before the reply guard's clock starts, so it must not wait on a stalled database: past this
+# it counts as a failed lookup (allowed, like a missing store) and the red-flag deadline still holds.
+LOOKUP_TIMEOUT_MS = 150
 
 _FIRST_USER_EVENT = sa.text(
     "SELECT data FROM events WHERE sender_id = :sender AND type_name = 'user' ORDER BY id LIMIT 1"
@@ -65,11 +68,13 @@ class ConversationOwners:
             if sender_id in self._known:
                 return self._known[sender_id]
         try:
-            with self.engine().connect() as connection:
+            with self.engine().connect() as connection, connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.exec_driver_sql(f"SET LOCAL statement_timeout = {LOOKUP_TIMEOUT_MS}")
                 row = connection.execute(_FIRST_USER_EVENT, {"sender": sender_id}).first()
         except sa.exc.SQLAlchemyError as error:
             # No tracker store yet (fresh install, no events table): no conversation can be owned.
-            logger.debug("Conversation owner lookup found no tracker store: %s", error)
+            logger.debug("Conversation owner lookup failed (no tracker store yet, or a stalled database): %s", error)
             return None
         if row is None:
             return None
