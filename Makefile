@@ -15,12 +15,13 @@ export PYTHONWARNINGS := ignore
 TRAINING_INPUTS := config.yml domain.yml $(wildcard data/nlu/*.yml data/stories/*.yml data/rules/*.yml) \
 	$(wildcard bot/components/*.py bot/triage/*.py) bot/procedures.py bot/sentence_encoder.py bot/language.py bot/vocabulary.py knowledge/triage_rules.yml knowledge/procedures.yml knowledge/not_covered.yml bot/not_covered.py
 
-.PHONY: help setup setup-test run shell test test-fast bench lint validate model staff-user lock clean
+.PHONY: help setup setup-test run run-cluster shell test test-fast bench lint validate model staff-user lock clean
 
 help:
 	@echo "make run         set up, train if needed, start the bot, the website demo and the staff review app"
 	@echo "make test        set up and run every check (lint, data validation, unit, e2e, browser, accuracy)"
 	@echo "make test-fast   unit tests only: no servers, no browser, no PostgreSQL, no trained model"
+	@echo "make run-cluster N=3  the bot as N Rasa servers behind nginx over PostgreSQL and Redis"
 	@echo "make shell       chat with the bot in this terminal"
 	@echo "make bench       print accuracy, latency, memory and timing figures"
 	@echo "make staff-user  create a staff account for the review app (USERNAME=...)"
@@ -44,6 +45,11 @@ model: $(MODEL)
 run: setup $(MODEL)
 	@bash scripts/setup_web_deps.sh
 	@bash scripts/run.sh
+
+# N Rasa servers behind nginx over PostgreSQL + Redis (scripts/run_cluster.sh, bot/devtools/cluster.py).
+N ?= 3
+run-cluster: setup $(MODEL)
+	@bash scripts/run_cluster.sh $(N)
 
 shell: setup $(MODEL)
 	@bash scripts/run.sh shell

@@ -13,3 +13,4 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 bash scripts/setup_web_deps.sh
+bash scripts/run_cluster.sh --deps-only  # nginx, redis-server, postgresql for the cluster tests (tests/cluster/)
