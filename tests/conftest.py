@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bot.devtools.quiet_warnings import silence
+
+silence()  # sanic turns third-party DeprecationWarnings back on when imported (bot/devtools/quiet_warnings.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
