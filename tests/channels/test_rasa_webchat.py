@@ -8,11 +8,15 @@ The same checks without a browser: test_webchat_protocol.py. Saves artifacts/ras
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from bot.devtools.socketio_client import MiniSocketIO
 from bot.settings import clinic_settings
 from tests.channels.browser import ARTIFACTS, ChatPage, chromium, web_origin, web_server
 
@@ -66,9 +70,13 @@ class Webchat:
         return self
 
     def open_chat(self) -> None:
-        if not self.input.is_visible():
+        """Open the chat unless rasa-webchat reopens it by itself (it keeps an open chat open after a reload)."""
+        self.page.locator(".rw-launcher").wait_for()
+        try:
+            self.input.wait_for(timeout=3_000)
+        except PlaywrightTimeout:
             self.page.locator(".rw-launcher").click()
-        self.input.wait_for()
+            self.input.wait_for()
 
     def session_id(self) -> str | None:
         stored = self.page.evaluate("() => localStorage.getItem('chat_session')")
@@ -88,6 +96,30 @@ class Webchat:
         self.input.press("Enter")
         self.bot_messages.nth(before).wait_for(timeout=timeout_ms)
         return self.bot_messages.nth(before).inner_text()
+
+
+def another_tab(stack, conversation: str, text: str) -> None:
+    """Send `text` in `conversation` from another socket.io connection (replies go to every tab of it)."""
+
+    async def talk() -> None:
+        async with MiniSocketIO(stack.url, origin=web_origin(stack.web_port)) as client:
+            await client.session(conversation)
+            await client.emit("user_uttered", {"message": text, "session_id": conversation})
+            await client.receive("bot_uttered", 30)
+
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: errors.extend(_run(talk)))  # Playwright's loop runs in this one
+    thread.start()
+    thread.join(60)
+    assert not errors, errors
+
+
+def _run(coroutine_function) -> list[BaseException]:
+    try:
+        asyncio.run(coroutine_function())
+    except BaseException as error:  # reported by the caller's thread
+        return [error]
+    return []
 
 
 def user_texts(stack, conversation: str, expected: int, timeout_s: float = 30) -> list[str]:
@@ -133,6 +165,14 @@ def test_rasa_webchat_from_another_origin(browser, site, channel_stack):
     assert chat.wait_session() == conversation
     assert chat.ask("thank you")
     assert user_texts(channel_stack, conversation, 3) == [QUESTION, RED_FLAG, "thank you"]
+
+    # minimized: a seek-care reply (here to the same conversation typed in another tab) opens the chat
+    chat.page.locator(".rw-launcher").click()
+    chat.input.wait_for(state="hidden")
+    another_tab(channel_stack, conversation, RED_FLAG)
+    chat.input.wait_for(timeout=30_000)
+    chat.bot_messages.nth(3).wait_for()
+    assert chat.bot_messages.nth(3).inner_text().startswith(SEEK_CARE_START)
     assert not [e for e in chat.errors if not e.startswith(("Loading the stylesheet", "Loading the font"))], chat.errors
     context.close()
 
