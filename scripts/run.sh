@@ -112,41 +112,44 @@ ctl() {
   exec "$ROOT/.venv/bin/supervisorctl" -c "$SUPERVISOR_CONF" "$@"
 }
 
-case "${1:-}" in
-  part) part "${2:-}" ;;
-  ctl) shift; ctl "$@" ;;
-  shell)
-    exec "$PY" -m bot.console --server "http://127.0.0.1:$RASA_PORT" ;;
-  "") ;;
-  *) echo "usage: run.sh [shell | part NAME | ctl ARGS]" >&2; exit 2 ;;
-esac
+# The whole command runs from inside one function, read completely before it starts, so editing this file
+# while `make run` is running cannot break the running script.
+main() {
+  case "${1:-}" in
+    part) part "${2:-}" ;;
+    ctl) shift; ctl "$@" ;;
+    shell)
+      exec "$PY" -m bot.console --server "http://127.0.0.1:$RASA_PORT" ;;
+    "") ;;
+    *) echo "usage: run.sh [shell | part NAME | ctl ARGS]" >&2; exit 2 ;;
+  esac
 
-load_token
-"$ROOT/.venv/bin/supervisord" -n -c "$SUPERVISOR_CONF" &
-supervisor_pid=$!
-stop() {
-  trap - INT TERM
-  kill -TERM "$supervisor_pid" 2>/dev/null || true
-  wait "$supervisor_pid" 2>/dev/null || true
-  exit 0
-}
-trap stop INT TERM
+  load_token
+  "$ROOT/.venv/bin/supervisord" -n -c "$SUPERVISOR_CONF" &
+  supervisor_pid=$!
+  stop() {
+    trap - INT TERM
+    kill -TERM "$supervisor_pid" 2>/dev/null || true
+    wait "$supervisor_pid" 2>/dev/null || true
+    exit 0
+  }
+  trap stop INT TERM
 
-echo "Starting (ready in about 30 s; logs in $VAR_DIR/*.log, restarts in $VAR_DIR/supervisord.log) ..."
-ready=""
-for _ in $(seq 1 300); do
-  if ! kill -0 "$supervisor_pid" 2>/dev/null; then
-    echo "supervisord stopped; see $VAR_DIR/supervisord.log" >&2
-    exit 1
+  echo "Starting (ready in about 30 s; logs in $VAR_DIR/*.log, restarts in $VAR_DIR/supervisord.log) ..."
+  ready=""
+  for _ in $(seq 1 300); do
+    if ! kill -0 "$supervisor_pid" 2>/dev/null; then
+      echo "supervisord stopped; see $VAR_DIR/supervisord.log" >&2
+      exit 1
+    fi
+    if curl -fs "http://127.0.0.1:$RASA_PORT/status?token=$RASA_AUTH_TOKEN" >/dev/null 2>&1; then ready=1; break; fi
+    sleep 1 &
+    wait $! || true
+  done
+  if [ -z "$ready" ]; then
+    echo "The Rasa server did not answer within 300 s; see $VAR_DIR/rasa.log (still supervised)." >&2
   fi
-  if curl -fs "http://127.0.0.1:$RASA_PORT/status?token=$RASA_AUTH_TOKEN" >/dev/null 2>&1; then ready=1; break; fi
-  sleep 1 &
-  wait $! || true
-done
-if [ -z "$ready" ]; then
-  echo "The Rasa server did not answer within 300 s; see $VAR_DIR/rasa.log (still supervised)." >&2
-fi
-cat <<MSG
+  cat <<MSG
 
   Bot ready.
   Website chat demo:   http://localhost:$WEB_PORT/
@@ -159,4 +162,7 @@ cat <<MSG
 
   Ctrl-C stops everything.
 MSG
-wait "$supervisor_pid" || true
+  wait "$supervisor_pid" || true
+}
+
+main "$@"; exit

@@ -34,7 +34,7 @@ PHONE_NUMBER_ID = re.compile(r"^(?:whatsapp:|sms:|tel:)?\s*\+[\d\s().-]{6,24}\Z"
 KNOWN_OWNERS_CACHED = 50_000  # an owner never changes once recorded, so it is safe to remember
 # A lookup runs before the reply guard's clock starts, so it must not wait on a stalled database: past this
 # it counts as a failed lookup (allowed, like a missing store) and the red-flag deadline still holds.
-LOOKUP_TIMEOUT_MS = 150
+LOOKUP_TIMEOUT_MS = 100
 
 _FIRST_USER_EVENT = sa.text(
     "SELECT data FROM events WHERE sender_id = :sender AND type_name = 'user' ORDER BY id LIMIT 1"

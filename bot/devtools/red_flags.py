@@ -79,9 +79,11 @@ async def over_web_async(
             except asyncio.TimeoutError:
                 break
             texts.append(event.get("text", ""))
-            custom = event.get("metadata") or {}  # socket.io carries the custom markers in `metadata`
-            if custom.get("kind") == SEEK_CARE_KIND:
-                return session, Escalation("web", time.perf_counter() - started, custom.get("level"), texts)
+            # the web chat carries the markers in `metadata` (older events: in `custom`)
+            marker = next((m for m in (event.get("metadata"), event.get("custom"))
+                           if isinstance(m, dict) and m.get("kind") == SEEK_CARE_KIND), None)
+            if marker is not None:
+                return session, Escalation("web", time.perf_counter() - started, marker.get("level"), texts)
         return session, Escalation("web", None, None, texts)
 
 

@@ -100,7 +100,11 @@ class SupervisedStack:
             ["bash", str(ROOT / "scripts" / "run.sh")], cwd=ROOT, env=self.environment(),
             stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
-        wait_until(self.is_ready, timeout_s, "make run (scripts/run.sh)", self.process, self.log)
+        try:
+            wait_until(self.is_ready, timeout_s, "make run (scripts/run.sh)", self.process, self.log)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def is_ready(self) -> bool:
@@ -156,7 +160,7 @@ class SupervisedStack:
             return self.status().get(name) == "RUNNING" and self.pid(name) != old_pid and (
                 self.rasa_ready() if name == "rasa" else self.part_ok(name))
 
-        wait_until(back, timeout_s, f"{name} restarted", self.process, self.var_dir / f"{name}.log")
+        wait_until(back, timeout_s, f"{name} restarted (or the run script)", self.process, self.log)
         return self.pid(name)
 
     def supervisor_log(self) -> str:
@@ -182,6 +186,13 @@ class SupervisedStack:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        supervisor = self.var_dir / "supervisord.pid"  # still there if the run script died before it
+        if supervisor.exists():
+            try:
+                os.kill(int(supervisor.read_text().strip()), signal.SIGTERM)
+                wait_until(lambda: not supervisor.exists(), 60, "supervisord stopped")
+            except (OSError, ValueError, TimeoutError):
+                pass
         shutil.rmtree(self.var_dir, ignore_errors=True)
 
     def __enter__(self) -> SupervisedStack:
