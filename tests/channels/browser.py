@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -135,6 +136,67 @@ class ChatPage:
         path = ARTIFACTS / name
         self.page.screenshot(path=str(path))
         return path
+
+
+class Webchat:
+    """web/rasa-webchat.html (rasa-webchat 1.0.1), driven through rasa-webchat's own markup."""
+
+    def __init__(self, page, site: str) -> None:
+        self.page = page
+        self.url = site + "rasa-webchat.html"
+        self.errors: list[str] = []
+        self.frames: list[str] = []
+        self.sent: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("websocket", self._watch)
+
+    def _watch(self, websocket) -> None:
+        websocket.on("framereceived", lambda frame: self.frames.append(str(frame)))
+        websocket.on("framesent", lambda frame: self.sent.append(str(frame)))
+
+    @property
+    def input(self):
+        return self.page.get_by_placeholder("Type your question...")
+
+    @property
+    def bot_messages(self):
+        return self.page.locator(".rw-response .rw-message-text")
+
+    def open(self) -> Webchat:
+        self.page.goto(self.url)
+        self.page.locator(".rw-launcher").wait_for()
+        return self
+
+    def open_chat(self) -> None:
+        """Open the chat unless rasa-webchat reopens it by itself (it keeps an open chat open after a reload)."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        self.page.locator(".rw-launcher").wait_for()
+        try:
+            self.input.wait_for(timeout=3_000)
+        except PlaywrightTimeout:
+            self.page.locator(".rw-launcher").click()
+            self.input.wait_for()
+
+    def session_id(self) -> str | None:
+        stored = self.page.evaluate("() => localStorage.getItem('chat_session')")
+        return json.loads(stored).get("session_id") if stored else None
+
+    def wait_session(self, timeout_s: float = 30) -> str:
+        """rasa-webchat keeps the session id the bot confirmed in localStorage."""
+        self.page.wait_for_function(
+            "() => { const s = localStorage.getItem('chat_session'); return s && JSON.parse(s).session_id; }",
+            timeout=timeout_s * 1000,
+        )
+        return self.session_id()
+
+    def ask(self, text: str, timeout_ms: float = 30_000) -> str:
+        before = self.bot_messages.count()
+        self.input.fill(text)
+        self.input.press("Enter")
+        self.bot_messages.nth(before).wait_for(timeout=timeout_ms)
+        return self.bot_messages.nth(before).inner_text()
 
 
 def axe_violations(page, selector: str = "body") -> list[dict]:
