@@ -20,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.url import make_url
 
 from bot.config import redis_lock_prefix, redis_url, tracker_db_url
+from bot.privacy import private_sqlite_file
 from bot.redis_lock import AtomicRedisLockStore
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class ClinicTrackerStore(SQLTrackerStore):
             from bot import rasa_patches  # the Rasa process only (it imports Rasa's core)
 
             rasa_patches.apply(int(kwargs.pop("recent_turns", rasa_patches.DEFAULT_RECENT_TURNS)))
+        private_sqlite_file(tracker_db_url())  # a SQLite tracker database is created 0600 (bot/privacy.py)
         url = make_url(tracker_db_url())
         dialect = url.drivername
         if dialect.startswith("postgres"):
