@@ -7,7 +7,7 @@ patient it would skip NLU and triage (`/ my leg is numb and I can't pee` would l
 `/restart` would wipe the conversation).
 
 Rule: a message that came in through an input channel (the UserMessage has an `input_channel`:
-REST, socket.io, SMS, the console of `rasa shell`, or any name a REST client sends) is always text.
+REST, socket.io, SMS, or any name a REST client sends) is always text.
 Only messages with no input channel may use the shortcut: the token-protected HTTP API
 (`/model/parse`, `/conversations/<id>/messages`) and `rasa test` (which build UserMessage(text)
 themselves). Rasa's REST channel falls back to its own name when a client sends an empty
@@ -17,7 +17,9 @@ themselves). Rasa's REST channel falls back to its own name when a client sends 
 Nothing is lost: the text is left exactly as typed (the tracker stores it as the patient wrote it);
 only the shortcut is not applied. How: two small patches of Rasa 3.6 classes, installed once when
 `bot.channels` is imported (credentials.yml loads it in every Rasa process that has a patient
-channel): `NLUMessageConverter.convert_user_message` marks each NLU message that came through a
+channel, before Rasa builds the model's graph, which keeps references to these methods; a bare
+`rasa shell` without credentials.yml is a developer's console and keeps Rasa's shortcut):
+`NLUMessageConverter.convert_user_message` marks each NLU message that came through a
 channel, and `RegexMessageHandler.process` leaves marked messages alone. The mark is a private
 key of the NLU message's data, not its metadata, so a client cannot set or clear it.
 """
