@@ -67,3 +67,9 @@ def test_only_the_allowed_site_gets_cors_even_with_rasa_cors_star(channel_stack)
     site = web_origin(channel_stack.web_port)
     assert handshake(site) == (200, [site])  # exactly one header: browsers refuse two
     assert handshake("https://evil.example") == (400, [])
+
+
+def test_an_empty_rest_message_still_gets_the_prompt(channel_stack):
+    """Only socket.io's opening message is ignored; REST callers always get an answer."""
+    reply = channel_stack.send(f"rest-empty-{time.time_ns()}", "")
+    assert any("type your question" in (m.get("text") or "") for m in reply)
