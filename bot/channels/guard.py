@@ -198,7 +198,11 @@ def guard_handler(on_new_message: Handler, timeout_s: float | None = None) -> Ha
             done, _ = await asyncio.wait({task}, timeout=max(0.0, min(SEEK_CARE_DEADLINE_S, timeout_s)))
             answered = bool(done) and task.exception() is None and counter.sent > 0
             if not answered:
-                level = await escalate(message, counter, loop.time() - started)
+                try:
+                    level = await escalate(message, counter, loop.time() - started)
+                except Exception:  # never worse than before: the safe reply below still goes out
+                    logger.exception("The guard could not send a seek-care message.")
+                    level = None
                 if level is not None and not done and not _streams(counter.inner):
                     return  # REST / SMS: the reply goes now, with the warning in it
             if not done:

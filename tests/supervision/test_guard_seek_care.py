@@ -204,3 +204,19 @@ def test_the_guards_seek_care_message_carries_the_marker():
     message = asyncio.run(seek_care_message(URGENT, URGENT_FLAG, "socketio"))
     assert message["custom"] == {"kind": SEEK_CARE_KIND, "level": URGENT}
     assert message["utter_action"] == "utter_seek_care_urgent"
+
+
+def test_if_the_guard_cannot_render_the_warning_the_patient_still_gets_the_safe_reply(monkeypatch):
+    import bot.channels.guard as guard
+
+    async def broken(*args, **kwargs):
+        raise KeyError("utter_seek_care_emergency")
+
+    monkeypatch.setattr(guard, "seek_care_message", broken)
+
+    async def silent_bot(message: UserMessage) -> None:
+        return None
+
+    collector = CollectingOutputChannel()
+    asyncio.run(guard_handler(silent_bot, timeout_s=5)(UserMessage(RED_FLAG, collector, "p9")))
+    assert texts(collector.messages) == safe_reply_text()
