@@ -11,10 +11,10 @@ Differences from Rasa's `socketio` channel (same name, same events, same /socket
 
 - one `bot_uttered` event per bot response: the whole text (line breaks kept, not split into
   paragraphs), with the markers of its `custom` payload under `metadata`, e.g.
-  `{"text": "...", "metadata": {"kind": "seek_care", "level": "emergency", "forceOpen": true}}`.
-  `metadata` is where both our widget (web/) and `rasa-webchat` look: rasa-webchat shows only
-  messages whose other keys are exactly `text` (+ buttons/quick_replies), and opens itself on
-  `forceOpen`. (Rasa's own output calls `sio.emit(evt, **custom)`, which raises TypeError for any
+  `{"text": "...", "metadata": {"kind": "seek_care", "level": "emergency", "forceOpen": true,
+  "customCss": {...}}}`. `metadata` is where both our widget (web/) and `rasa-webchat` look:
+  rasa-webchat shows only messages whose other keys are exactly `text` (+ buttons/quick_replies),
+  opens itself on `forceOpen` and styles the bubble (red / amber) with `customCss`. (Rasa's own output calls `sio.emit(evt, **custom)`, which raises TypeError for any
   custom payload, so seek-care messages would never reach the page.)
 - every message goes through `bot.channels.guard` (a reply always comes, blank input gets a prompt),
   except a blank opening message on a new connection (rasa-webchat's `initPayload`-less start),
@@ -54,6 +54,12 @@ SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # sanic_cors.core.SANIC_CORS_EVALUATED (Sanic-Cors 2.0): a request marked so gets no headers from sanic-cors.
 # Not imported: importing sanic_cors warns (distutils) in processes that don't run Rasa's server.
 SANIC_CORS_EVALUATED = "_sanic_cors_e"
+# rasa-webchat's `metadata.customCss` (inline style of the message bubble): seek-care messages stand out
+# as our widget's cards do (white text on dark red / dark amber: contrast 6.5:1 and more, WCAG AA).
+SEEK_CARE_STYLE = {
+    "emergency": "background-color:#b00020;color:#ffffff;font-weight:600",
+    "urgent": "background-color:#8a4b00;color:#ffffff;font-weight:600",
+}
 
 
 def valid_session_id(value: Any) -> str | None:
@@ -74,6 +80,8 @@ def bot_event(message: dict[str, Any]) -> dict[str, Any] | None:
         metadata = {key: value for key, value in custom.items() if key not in {"text", "recipient_id"}}
         if metadata.get("kind") == SEEK_CARE_KIND:
             metadata["forceOpen"] = True  # rasa-webchat opens a minimized chat, as our widget does
+            style = SEEK_CARE_STYLE.get(str(metadata.get("level")), SEEK_CARE_STYLE["emergency"])
+            metadata["customCss"] = {"style": "custom", "css": style}
         if metadata:
             event["metadata"] = metadata
     buttons = message.get("quick_replies") or message.get("buttons")

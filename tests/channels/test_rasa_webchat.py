@@ -91,6 +91,9 @@ def test_rasa_webchat_from_another_origin(browser, site, channel_stack):
 
     alert = chat.ask(RED_FLAG)
     assert alert.startswith(SEEK_CARE_START) and settings.emergency_number in alert
+    bubble = chat.page.locator(".rw-response").nth(1)  # styled from metadata.customCss: white on dark red
+    colours = bubble.evaluate("e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).color]")
+    assert colours == ["rgb(176, 0, 32)", "rgb(255, 255, 255)"]
     ARTIFACTS.mkdir(exist_ok=True)
     chat.page.screenshot(path=str(ARTIFACTS / "rasa-webchat.png"))
     assert user_texts(channel_stack, conversation, 2) == [QUESTION, RED_FLAG]

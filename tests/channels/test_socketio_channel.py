@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 import websockets
 
-from bot.channels.socketio import ClinicSocketIOInput, bot_event, valid_session_id
+from bot.channels.socketio import SEEK_CARE_STYLE, ClinicSocketIOInput, bot_event, valid_session_id
 from bot.devtools.socketio_client import MiniSocketIO
 from tests.channels.fake_bot import FakeBot
 from tests.channels.local_server import LocalChannelServer
@@ -64,7 +64,10 @@ def test_seek_care_arrives_with_its_markers_in_metadata(server):
     _, events = asyncio.run(converse(server.url, None, ["my leg gave out and i cant feel my groin"], 1))
     # exactly text + metadata: rasa-webchat drops a message with any other key
     assert set(events[0]) == {"text", "metadata"}
-    assert events[0]["metadata"] == {"kind": "seek_care", "level": "emergency", "forceOpen": True}
+    metadata = events[0]["metadata"]
+    assert {k: metadata[k] for k in ("kind", "level", "forceOpen")} == {
+        "kind": "seek_care", "level": "emergency", "forceOpen": True}
+    assert metadata["customCss"] == {"style": "custom", "css": SEEK_CARE_STYLE["emergency"]}
     assert events[0]["text"].startswith("This could be serious.")
 
 
@@ -117,7 +120,8 @@ def test_pages_from_the_allowed_site_connect_and_other_sites_are_refused(server,
 def test_bot_event_shapes():
     assert bot_event({"text": "  hi  "}) == {"text": "hi"}
     assert bot_event({"text": "Call now", "custom": {"kind": "seek_care", "level": "urgent"}}) == {
-        "text": "Call now", "metadata": {"kind": "seek_care", "level": "urgent", "forceOpen": True}}
+        "text": "Call now", "metadata": {"kind": "seek_care", "level": "urgent", "forceOpen": True,
+                                         "customCss": {"style": "custom", "css": SEEK_CARE_STYLE["urgent"]}}}
     assert bot_event({"text": "Check", "custom": {"kind": "symptom_check"}}) == {
         "text": "Check", "metadata": {"kind": "symptom_check"}}
     assert bot_event({"text": "plain", "custom": {}}) == {"text": "plain"}
