@@ -44,6 +44,6 @@ SMS_OPTED_OUT_KEY = "sms_opted_out"  # user-message metadata: sent after STOP, r
 
 # --- limits -------------------------------------------------------------------------------------------
 MAX_MESSAGE_CHARS = 20_000  # longest accepted patient message on every channel; triage reads all of it
-SEEK_CARE_DEADLINE_S = 0.8  # a red flag the bot has not answered by then gets seek-care from the channel guard
+SEEK_CARE_DEADLINE_S = 0.7  # a red flag the bot has not answered by then gets seek-care from the channel guard
 SMS_MAX_CHARS = 320  # one SMS reply part (two concatenated segments)
 STRONG_FUZZY_MATCH = 88.0  # rapidfuzz score at which the second opinion may answer an unsure message

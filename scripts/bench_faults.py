@@ -3,7 +3,7 @@
 Starts the supervised stack on free ports over a fresh PostgreSQL database (SQLite when none is found:
 then the database fault is skipped), with the default BOT_REPLY_TIMEOUT_S (10 s), and for each fault
 sends red flags over REST, the web chat (socket.io) and SMS (signed Twilio requests), timing each until
-its seek-care message arrives. Target: under 1 s whatever the fault (the guard answers at 0.8 s).
+its seek-care message arrives. Target: under 1 s whatever the fault (the guard answers at SEEK_CARE_DEADLINE_S, 0.7 s).
 Also: how long the supervisor takes to bring a killed action server and a killed Rasa server back.
 
 Prints numbers; asserts nothing. `make bench` runs it; alone: .venv/bin/python scripts/bench_faults.py [--n 5]

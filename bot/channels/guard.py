@@ -5,7 +5,7 @@ slow one; a second message of a conversation waits for the first one's lock; a s
 holds every turn. `guard_handler` wraps a channel's `on_new_message` (REST, web chat and SMS all use it):
 
 - blank messages get a prompt instead of a trip through the model;
-- after SEEK_CARE_DEADLINE_S (0.8 s, counted from the moment the message arrived, so also while it waits
+- after SEEK_CARE_DEADLINE_S (0.7 s, counted from the moment the message arrived, so also while it waits
   for the conversation's lock) without an answer, or when the bot failed or stayed silent, the guard runs
   the project's triage detector (bot.triage, the one the NLU component uses) on the text itself. If it reads
   a red flag, the guard sends the bot's own seek-care response (domain.yml `utter_seek_care_<level>`,
