@@ -207,7 +207,8 @@ def main() -> None:
     print_per_intent(ours["held_out"])
     print(f"\nheld-out intent accuracy, Rasa default pipeline: {default_pipeline_accuracy():.3f}")
     print_encoder_costs()
-    for script in ("bench_triage.py", "bench_channels.py", "bench_review.py", "bench_faults.py"):
+    for script in ("bench_triage.py", "bench_channels.py", "bench_review.py", "bench_reply_path.py",
+                   "bench_faults.py"):
         path = ROOT / "scripts" / script
         if path.exists():
             print(f"\n== {script}")
