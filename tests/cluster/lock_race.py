@@ -13,11 +13,11 @@ import multiprocessing
 import time
 import uuid
 
-ENTRY_TIMEOUT_S = 3.0
+ENTRY_TIMEOUT_S = 2.0
 
 
 def _worker(kind: str, redis_url: str, prefix: str, conversation: str, rounds: int, start_at: float,
-            results: multiprocessing.Queue) -> None:
+            budget_s: float, results: multiprocessing.Queue) -> None:
     import redis
     from rasa.core.lock_store import RedisLockStore
 
@@ -31,7 +31,7 @@ def _worker(kind: str, redis_url: str, prefix: str, conversation: str, rounds: i
         store = RedisLockStore(host=host, port=port, db=db, key_prefix=prefix)
     client = redis.Redis(host=host, port=port, db=db)
     inside_key = f"{prefix}:inside:{conversation}"
-    overlaps = errors = stalls = 0
+    overlaps = errors = stalls = done = 0
 
     async def enter_once() -> None:
         nonlocal overlaps
@@ -42,10 +42,13 @@ def _worker(kind: str, redis_url: str, prefix: str, conversation: str, rounds: i
             client.decr(inside_key)
 
     async def run() -> None:
-        nonlocal errors, stalls
+        nonlocal errors, stalls, done
         while time.time() < start_at:
             await asyncio.sleep(0.001)
         for _ in range(rounds):
+            if time.time() > start_at + budget_s:  # bounded: a stalled lock must not hold the run
+                break
+            done += 1
             try:
                 await asyncio.wait_for(enter_once(), timeout=ENTRY_TIMEOUT_S)
             except asyncio.TimeoutError:  # a lost ticket: the conversation waits for the 60 s lifetime
@@ -55,28 +58,29 @@ def _worker(kind: str, redis_url: str, prefix: str, conversation: str, rounds: i
                 errors += 1
 
     asyncio.run(run())
-    results.put((overlaps, errors, stalls))
+    results.put((overlaps, errors, stalls, done))
 
 
-def race(kind: str, redis_url: str, rounds: int = 100, workers: int = 2) -> dict[str, int]:
-    """Run `workers` processes against one conversation; count overlapping holders and failed entries."""
+def race(kind: str, redis_url: str, rounds: int = 100, workers: int = 2, budget_s: float = 20.0) -> dict[str, int]:
+    """Run `workers` processes against one conversation for at most `budget_s`: entries tried, overlapping
+    holders, failed entries (LockError), stalled entries (no turn within ENTRY_TIMEOUT_S)."""
     prefix = f"race{uuid.uuid4().hex[:8]}"
     conversation = "same-conversation"
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()
     start_at = time.time() + 3.0  # every worker has imported Rasa by then
-    processes = [context.Process(target=_worker, args=(kind, redis_url, prefix, conversation, rounds, start_at, results))
+    processes = [context.Process(target=_worker, args=(kind, redis_url, prefix, conversation, rounds, start_at, budget_s, results))
                  for _ in range(workers)]
     for process in processes:
         process.start()
     try:
-        outcomes = [results.get(timeout=60 + rounds * ENTRY_TIMEOUT_S) for _ in processes]
+        outcomes = [results.get(timeout=60 + budget_s + ENTRY_TIMEOUT_S) for _ in processes]
     finally:
         for process in processes:
             process.join(timeout=5)
             if process.is_alive():
                 process.kill()
-    return {"entries": rounds * workers, "overlaps": sum(o[0] for o in outcomes),
+    return {"entries": sum(o[3] for o in outcomes), "overlaps": sum(o[0] for o in outcomes),
             "errors": sum(o[1] for o in outcomes), "stalls": sum(o[2] for o in outcomes)}
 
 
