@@ -23,6 +23,14 @@
 | REVIEW_TRUST_PROXY | 0 | 1: take the client address from one reverse proxy's X-Forwarded-For |
 | REVIEW_TIMEZONE | the server's zone (TZ, /etc/timezone), else UTC | IANA zone used to show times and group by day |
 | REVIEW_NEW_PASSWORD | unset: prompted | password for `create-user` without a terminal |
+| ALERTS_DB_URL | sqlite:///<var>/alerts.db | escalation alerts outbox and delivery status (bot/alerts) |
+| RABBITMQ_URL | unset: the alert worker reads the tracker store's events table | Rasa event broker (amqp://user:pass@host:5672/vhost) the alert worker consumes |
+| ALERT_SMTP_URL | unset: no alert e-mail | smtp://[user:pass@]host[:port], smtps://... (TLS) or smtp+starttls://... |
+| ALERT_EMAIL_FROM, ALERT_EMAIL_TO, ALERT_AFTER_HOURS_EMAIL_TO, ALERT_ON_CALL_PHONE, ALERT_OFFICE_HOURS | knowledge/clinic.yml `alerts` | alert settings |
+| TWILIO_ACCOUNT_SID, TWILIO_FROM_NUMBER | unset: no SMS alerts | Twilio REST API account and sending number (with TWILIO_AUTH_TOKEN) |
+| TWILIO_API_URL | https://api.twilio.com | Twilio REST API base URL (tests point it at a local fake) |
+| REVIEW_PUBLIC_URL | http://localhost:<REVIEW_PORT> | review app address used in alert transcript links |
+| ALERT_POLL_S | 1 (0.5 to 60) | seconds between the alert worker's reads of new tracker events (also its safety sweep with RabbitMQ) |
 
 Values are read when asked for, so a process (or a test) that sets a variable before use sees it.
 A variable that is set but unusable raises ConfigError, always worded the same way; an empty value
@@ -49,6 +57,16 @@ CLINIC_SETTING_VARIABLES = {
     "emergency_number": "CLINIC_EMERGENCY_NUMBER",
     "clinic_website": "CLINIC_WEBSITE",
 }
+# alert setting (knowledge/clinic.yml `alerts` field) -> the variable that overrides it
+ALERT_SETTING_VARIABLES = {
+    "email_from": "ALERT_EMAIL_FROM",
+    "email_to": "ALERT_EMAIL_TO",
+    "after_hours_email_to": "ALERT_AFTER_HOURS_EMAIL_TO",
+    "on_call_phone": "ALERT_ON_CALL_PHONE",
+    "office_hours": "ALERT_OFFICE_HOURS",
+}
+DEFAULT_TWILIO_API_URL = "https://api.twilio.com"
+DEFAULT_ALERT_POLL_S = 1.0
 DEFAULT_REDIS_LOCK_PREFIX = "spineclinic"
 DEFAULT_REPLY_TIMEOUT_S = 10.0
 MIN_REPLY_TIMEOUT_S = 0.5
@@ -324,3 +342,72 @@ def review_timezone() -> tzinfo:
         except (ZoneInfoNotFoundError, ValueError):
             continue
     return ZoneInfo("UTC")
+
+
+# --- escalation alerts (bot/alerts) ---------------------------------------------------------------------
+def alert_overrides(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Alert settings given in the environment (or in `environ`), by setting name."""
+    environ = os.environ if environ is None else environ
+    values = {field: (environ.get(name) or "").strip() for field, name in ALERT_SETTING_VARIABLES.items()}
+    return {field: value for field, value in values.items() if value}
+
+
+def _without_password(url: str) -> str:
+    """A URL as it may appear in an error message: its password replaced by ***."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def alerts_db_url() -> str:
+    return _database_url("ALERTS_DB_URL", "alerts.db")
+
+
+def rabbitmq_url() -> str | None:
+    """RabbitMQ for Rasa's event broker; unset: the alert worker reads the tracker store's events table."""
+    url = _optional("RABBITMQ_URL")
+    if url and urlsplit(url).scheme not in {"amqp", "amqps"}:
+        raise ConfigError("RABBITMQ_URL", _without_password(url), "an amqp:// or amqps:// URL")
+    return url
+
+
+def alert_smtp_url() -> str | None:
+    url = _optional("ALERT_SMTP_URL")
+    if url:
+        parts = urlsplit(url)
+        expected = "smtp://[user:password@]host[:port] (or smtps://, smtp+starttls://)"
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if not port_ok or parts.scheme not in {"smtp", "smtps", "smtp+starttls"} or not parts.hostname:
+            raise ConfigError("ALERT_SMTP_URL", _without_password(url), expected)
+    return url
+
+
+def twilio_account_sid() -> str | None:
+    return _optional("TWILIO_ACCOUNT_SID")
+
+
+def twilio_from_number() -> str | None:
+    return _optional("TWILIO_FROM_NUMBER")
+
+
+def twilio_api_url() -> str:
+    url = _text("TWILIO_API_URL").rstrip("/") or DEFAULT_TWILIO_API_URL
+    if urlsplit(url).scheme not in {"http", "https"}:
+        raise ConfigError("TWILIO_API_URL", url, "an http(s) URL")
+    return url
+
+
+def review_public_url() -> str:
+    """The review app's address as staff reach it (transcript links in alerts)."""
+    return _text("REVIEW_PUBLIC_URL").rstrip("/") or f"http://localhost:{review_port()}"
+
+
+def alert_poll_s() -> float:
+    value = _number("ALERT_POLL_S", DEFAULT_ALERT_POLL_S, 0.5)
+    if value > 60:
+        raise ConfigError("ALERT_POLL_S", _text("ALERT_POLL_S"), "a number from 0.5 to 60")
+    return value
