@@ -139,6 +139,17 @@ async def seek_care_message(level: str, text: str, output_channel: str, sender_i
     return create_bot_utterance(dict(generated)).message()
 
 
+@lru_cache(maxsize=1)
+def _load_triage_detector() -> None:
+    """Build the detector once (~4 s: spaCy and the rules); bot.triage keeps it for every later call."""
+    from bot.triage import get_detector
+
+    try:
+        get_detector()
+    except Exception:  # bot.triage.detect logs and reports a broken detector on every call; the guard still works
+        logger.exception("The guard could not load the triage detector at start.")
+
+
 def urgent_level(text: str) -> str | None:
     """The triage level of a patient message (bot.triage never raises; ~1.5 ms)."""
     from bot.triage import detect
@@ -154,11 +165,13 @@ def _streams(channel: OutputChannel) -> bool:
 def guard_handler(on_new_message: Handler, timeout_s: float | None = None) -> Handler:
     """Wrap a channel's message handler so every patient message gets some reply, a red flag seek-care in time.
 
-    The timeout (env BOT_REPLY_TIMEOUT_S unless given) is read, and the seek-care responses loaded, here,
-    when the channel starts, so a bad value or domain stops the server at start instead of failing patients.
+    The timeout (env BOT_REPLY_TIMEOUT_S unless given) is read, and the seek-care responses and the triage
+    detector loaded, here, when the channel starts: a bad value or domain stops the server at start instead of
+    failing patients, and the first red flag does not wait seconds for spaCy to load on the event loop.
     """
     timeout_s = timeout_s or reply_timeout_s()
     _responses()
+    _load_triage_detector()
 
     async def escalate(message: UserMessage, counter: CountingOutputChannel, waited_s: float) -> str | None:
         """Send seek-care for a red flag the bot has not answered yet; the message's level (None: no red flag)."""

@@ -286,6 +286,7 @@ class TwilioSmsInput(InputChannel):
             _ = self.state.engine
         except Exception:
             logger.exception("SMS state database is not reachable yet; will retry on the first message.")
+        guard_handler(on_new_message, timeout_s=self.reply_timeout_s())  # loads seek-care and triage now
 
         @sms_webhook.route("/", methods=["GET"])
         async def health(_: Request) -> HTTPResponse:

@@ -14,6 +14,7 @@ from bot.channels.sms import SmsStateStore, TwilioSmsInput, twiml
 from bot.channels.sms_text import SMS_MAX_CHARS
 from bot.devtools.twilio_requests import TEST_AUTH_TOKEN, new_phone, new_sid, post_sms, sign, twilio_params
 from bot.settings import clinic_settings, fill_placeholders
+from bot.vocabulary import SMS_OPTED_OUT_KEY
 from tests.channels.fake_bot import EMERGENCY, FakeBot
 from tests.channels.local_server import LocalChannelServer
 
@@ -115,7 +116,9 @@ def test_stop_start_help(server, bot):
     start = post_sms(server.webhook, twilio_params(phone, "Start"))
     assert "STOP" in start.text
     assert post_sms(server.webhook, twilio_params(phone, "can i drive home")).messages
-    assert [m.text for m in bot.received] == ["can i drive home"]  # keywords never reach the bot
+    # keywords never reach the bot; the text sent while opted out does, marked, and its answer is dropped
+    assert [m.text for m in bot.received] == ["can i drive home", "can i drive home"]
+    assert [bool(m.metadata.get(SMS_OPTED_OUT_KEY)) for m in bot.received] == [True, False]
     assert server.state.is_opted_out(phone) is False
 
 
