@@ -25,6 +25,7 @@ from bot.redis_lock import AtomicRedisLockStore
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+_EVENTS_TO_PUBLISH = "_clinic_events_to_publish"  # tracker attribute: events a save stored, for the broker
 DB_RETRY_FOR_S = 60.0  # a restarting database (seconds) is waited for, not turned into a lost message
 
 
@@ -110,6 +111,30 @@ class ClinicTrackerStore(SQLTrackerStore):
 
     async def save(self, tracker: Any) -> None:
         await retry_while_db_unreachable(lambda: super(ClinicTrackerStore, self).save(tracker), "save")
+        self._publish_stored_events(tracker)
+
+    # --- event broker (endpoints.yml `event_broker`: bot/alerts/broker.py; none without RABBITMQ_URL) -----
+    async def stream_events(self, tracker: Any) -> None:
+        """Nothing here: Rasa would publish before storing, re-reading the tracker on the event loop's
+        thread; the events are published after they are stored instead (`_publish_stored_events`)."""
+
+    def _additional_events(self, session: Any, tracker: Any) -> Any:
+        events = list(super()._additional_events(session, tracker))
+        if self.event_broker is not None:
+            setattr(tracker, _EVENTS_TO_PUBLISH, events)  # written by this save; published once it commits
+        return iter(events)
+
+    def _publish_stored_events(self, tracker: Any) -> None:
+        """Hand the events this save stored to the event broker (non-blocking); never fails the turn."""
+        events = getattr(tracker, _EVENTS_TO_PUBLISH, None)
+        if self.event_broker is None or not events:
+            return
+        setattr(tracker, _EVENTS_TO_PUBLISH, None)
+        for event in events:
+            try:
+                self.event_broker.publish({"sender_id": tracker.sender_id, **event.as_dict()})
+            except Exception:  # noqa: BLE001 - the alert worker's table sweep still finds the event
+                logger.exception("Publishing an event to the event broker failed.")
 
 
 class ClinicLockStore(LockStore):

@@ -2,12 +2,13 @@
 # The bot's processes: one command line each, and the supervisor that keeps them running.
 #
 #   run.sh             start everything under supervisord (deploy/supervisord.conf): the action server,
-#                      the Rasa server (REST + socket.io + SMS), the website demo and the staff review app.
+#                      the Rasa server (REST + socket.io + SMS), the website demo, the staff review app and
+#                      the escalation alert worker (bot/alerts).
 #                      A part that crashes is restarted, and that is logged in $VAR_DIR/supervisord.log;
 #                      the other parts keep serving. Ctrl-C stops everything.
 #   run.sh shell       chat in this terminal with the running bot (Rasa's console over the REST channel,
 #                      with the token; bot/console.py): start `run.sh` first, in another terminal
-#   run.sh part NAME   run one part in the foreground (actions | rasa | web | review): what supervisord
+#   run.sh part NAME   run one part in the foreground (actions | rasa | web | review | alerts): what supervisord
 #                      and the systemd units in deploy/systemd/ start
 #   run.sh ctl ARGS    supervisorctl of the running `run.sh` (status, pid actions, restart rasa, tail rasa ...)
 #
@@ -102,8 +103,11 @@ part() {
       exec "$PY" "$ROOT/web/serve.py" --port "$WEB_PORT" ;;
     review)
       exec "$PY" -m bot.review serve --port "$REVIEW_PORT" ;;
+    alerts)
+      # escalation alerts: RabbitMQ (RABBITMQ_URL) and/or the tracker store's events table -> SMTP, Twilio SMS
+      exec "$PY" -m bot.alerts worker ;;
     *)
-      echo "usage: run.sh part actions|rasa|web|review" >&2
+      echo "usage: run.sh part actions|rasa|web|review|alerts" >&2
       exit 2 ;;
   esac
 }

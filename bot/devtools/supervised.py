@@ -23,7 +23,7 @@ from pathlib import Path
 from bot.devtools.stack import ROOT, base_env, free_port, http_json, wait_until
 from bot.devtools.twilio_requests import TEST_AUTH_TOKEN
 
-PARTS = ("actions", "rasa", "web", "review")
+PARTS = ("actions", "rasa", "web", "review", "alerts")
 
 
 def listening_addresses(port: int) -> set[str]:
