@@ -214,7 +214,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     @app.route("/login", methods=["GET", "POST"])
     def login():
         if g.user is not None and request.method == "GET":
-            return redirect(url_for("conversations"))
+            return redirect(url_for("followup.queue"))
         next_url = request.values.get("next", "")
         if not _safe_next(next_url):
             next_url = ""
@@ -237,7 +237,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
                 session["sid"] = auth.start_session(_ctx().review_db, user.id)
                 g.user = user
                 service().record("login")
-                return redirect(next_url or url_for("conversations"))
+                return redirect(next_url or url_for("followup.queue"))
             else:
                 error = "Wrong username or password."
                 status = 401
@@ -254,7 +254,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     # --- conversations -------------------------------------------------------------------
     @app.get("/")
     def index():
-        return redirect(url_for("conversations"))
+        return redirect(url_for("followup.queue"))  # staff land on the follow-up queue
 
     def filters_from(values) -> Filters:
         """Filters from the query or form; a value that cannot be used is a 400 that says which."""
@@ -334,8 +334,10 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
             date_from = date_to - timedelta(days=366)
         data = _ctx().store.dashboard(date_from, date_to)
         service().record("view_dashboard", detail=f"{date_from} to {date_to}")
+        from bot.review.labels import learning_figures
+
         return render_template("dashboard.html", d=data, date_from=date_from, date_to=date_to,
-                               charts=dashboard_charts(data))
+                               charts=dashboard_charts(data), learning=learning_figures(_ctx().review_db, data, _ctx().tz))
 
     # --- access log ----------------------------------------------------------------------
     @app.get("/access-log")
@@ -350,6 +352,9 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
                                user_filter=user_filter or "",
                                page_url=lambda n: url_for("access_log_page", **params, page=n))
 
+    from bot.review.followup_views import register as register_followup
+
+    register_followup(app)  # the follow-up queue (landing page) and the learning pages
     return app
 
 

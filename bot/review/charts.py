@@ -84,3 +84,22 @@ def dashboard_charts(d: Dashboard) -> dict[str, Chart]:
             ("urgent", escalation["urgent"], "bar-urgent"),
         ]),
     }
+
+
+def rate_chart(title: str, points: list[tuple[str, int, int]]) -> Chart:
+    """Bars of a percentage per period: `points` are (period label, part, whole); an empty period draws nothing."""
+    plot_w, plot_h = WIDTH - LEFT - 8, HEIGHT - BOTTOM - TOP
+    slot = plot_w / max(1, len(points))
+    rates = [part / whole if whole else None for _, part, whole in points]
+    top = nice_max(max([round(rate * 100) for rate in rates if rate is not None] + [1]))
+    bars = []
+    for index, ((label, part, whole), rate) in enumerate(zip(points, rates, strict=True)):
+        if rate is None:
+            continue
+        bar_h = max(plot_h * rate * 100 / top, 1)
+        bars.append(Bar(f"{label}: {rate * 100:.1f}% unanswered ({part} of {whole})", LEFT + index * slot + slot * 0.15,
+                        TOP + plot_h - bar_h, max(slot * 0.7, 1), bar_h, round(rate * 100), "bar-muted"))
+    ticks = [(TOP + plot_h - plot_h * f, f"{round(top * f)}%") for f in (0, 0.5, 1)]
+    step = max(1, round(len(points) / 6))
+    xlabels = [(LEFT + index * slot + slot / 2, label) for index, (label, _, _) in enumerate(points) if index % step == 0]
+    return Chart(title, WIDTH, HEIGHT, bars, top, ticks, [], xlabels, LEFT)

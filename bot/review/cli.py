@@ -7,6 +7,7 @@
   export --format csv|json [filters] [--conversation SENDER_OR_REF] [--unmask] [--output FILE]
   purge --older-than-days N [--yes]           retention: dry run unless --yes
   access-log [--user U] [--limit N]           who viewed or exported what
+  export-training [--nlu-file F] [--cases-dir D]   staff-labelled messages as NLU examples + regression cases
 
 Filters: --from YYYY-MM-DD --to YYYY-MM-DD --channel web|sms|rest --escalated any|emergency|urgent|check
          --unanswered --search TEXT
@@ -255,6 +256,28 @@ def cmd_access_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_training(args: argparse.Namespace) -> int:
+    """Labels not yet exported -> a data/nlu/ file for a developer to review, and cases for the frozen sets."""
+    from pathlib import Path
+
+    from bot.review import labels
+
+    service = _service()
+    result = labels.export_training(service.store, service.review_db, service.staff, Path(args.nlu_file),
+                                    Path(args.cases_dir))
+    for event_id, why in result.skipped:
+        print(f"skipped message {event_id}: {why}", file=sys.stderr)
+    if not result.exported:
+        print("Nothing new to export." if not result.skipped else "Nothing exported.")
+        return 0
+    for intent, texts in sorted(result.examples.items()):
+        print(f"{intent}: {len(texts)} new example{'s' if len(texts) != 1 else ''}")
+    print(f"Wrote {result.exported} examples to {args.nlu_file} and {len(result.questions)} + "
+          f"{len(result.out_of_scope)} regression cases to {args.cases_dir}/ (questions.jsonl, out_of_scope.jsonl).")
+    print("Review them (remove anything personal), then retrain with `make model` and commit.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot.review", description="Staff review of patient conversations.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -298,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--user")
     log.add_argument("--limit", type=int, default=100)
     log.set_defaults(func=cmd_access_log)
+
+    from bot.review.labels import CASES_DIR, NLU_FILE
+
+    training = commands.add_parser("export-training", help="labelled messages as Rasa NLU examples and test cases")
+    training.add_argument("--nlu-file", default=str(NLU_FILE), help="NLU file to add to (default: %(default)s)")
+    training.add_argument("--cases-dir", default=str(CASES_DIR), help="regression cases folder (default: %(default)s)")
+    training.set_defaults(func=cmd_export_training)
     return parser
 
 

@@ -22,7 +22,9 @@ EDGE_TEXT = [
     "0001-01-01", "9999-12-31", "1969-12-31", "2100-01-01", "+99999-01-01", "2024-05-31T10:00", "\x00",
     "a\x00b", "\x7f", "\ud7ff", "\u202e", "é", "％", "%", "_", "!", "'", '"', "<script>", "../..", "//evil.example",
     "\r\n", "\t", "x" * 3000, "csv", "json", "CSV", "xml", "web", "sms", "rest", "fax", "any", "emergency",
-    "urgent", "check", "on", "true",
+    "urgent", "check", "on", "true", "unanswered", "open", "acknowledged", "resolved", "unresolved", "all",
+    "acknowledge", "resolve", "reopen", "note", "unsure", "unlabelled", "labelled", "driving", "not_in_knowledge",
+    "list",
 ]
 DATES = st.dates().map(lambda day: day.isoformat())
 VALUES = st.one_of(
@@ -33,7 +35,8 @@ VALUES = st.one_of(
     st.text(alphabet=string.printable, max_size=60),
 )
 PARAMS = ("from", "to", "channel", "escalated", "unanswered", "q", "page", "format", "back", "user", "next",
-          "unmask", "confirm", "zzz", "page[]")
+          "unmask", "confirm", "zzz", "page[]",
+          "level", "state", "kind", "action", "trigger", "note", "topic", "return")  # follow-up queue, learning
 QUERY = st.dictionaries(st.sampled_from(PARAMS), VALUES, max_size=6)
 REFS = st.one_of(
     st.sampled_from(["1", "0", "-1", "9" * 19, "9223372036854775807", "9223372036854775808", "9" * 40, "1.5",
@@ -41,13 +44,15 @@ REFS = st.one_of(
     st.integers(min_value=0, max_value=10**30).map(str),
 )
 
-GET_ROUTES = ["/", "/login", "/conversations", "/conversations/export", "/dashboard", "/access-log"]
-REF_ROUTES = ["/conversations/{ref}", "/conversations/{ref}/export"]
-POST_ROUTES = ["/conversations/export", "/conversations/{ref}/export"]
+GET_ROUTES = ["/", "/login", "/conversations", "/conversations/export", "/dashboard", "/access-log",
+              "/follow-up", "/learning"]
+REF_ROUTES = ["/conversations/{ref}", "/conversations/{ref}/export", "/learning/message/{ref}"]
+POST_ROUTES = ["/conversations/export", "/conversations/{ref}/export", "/follow-up/{ref}", "/learning/message/{ref}"]
 # a sign-in attempt spends ~0.3 s in argon2 on purpose, so that route gets fewer examples
 LOGIN_EXAMPLES = 12
 KNOWN_RULES = {"/", "/login", "/logout", "/conversations", "/conversations/export", "/conversations/<int:ref>",
-               "/conversations/<int:ref>/export", "/dashboard", "/access-log", "/static/<path:filename>"}
+               "/conversations/<int:ref>/export", "/dashboard", "/access-log", "/static/<path:filename>",
+               "/follow-up", "/follow-up/<int:ref>", "/learning", "/learning/message/<int:event_id>"}
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                       HealthCheck.too_slow])
 

@@ -65,7 +65,7 @@ def test_login_needs_the_csrf_token(anon):
 
 def test_login_and_logout(anon):
     response = login(anon)
-    assert response.status_code == 302 and response.headers["Location"] == "/conversations"
+    assert response.status_code == 302 and response.headers["Location"] == "/follow-up"  # staff land on the follow-up queue
     page = anon.get("/conversations")
     assert page.status_code == 200 and USERNAME in html(page)
     assert anon.post("/logout").status_code == 400  # logout needs the CSRF token too
@@ -84,7 +84,7 @@ def test_login_redirects_back_to_a_local_page_only(anon):
     token = csrf_token(html(anon.get("/login")))
     response = anon.post("/login", data={"username": USERNAME, "password": PASSWORD, "csrf_token": token,
                                          "next": "//evil.example/"})
-    assert response.headers["Location"] == "/conversations"
+    assert response.headers["Location"] == "/follow-up"
 
 
 def test_failed_logins_are_rate_limited_per_username_and_address(anon):
@@ -333,7 +333,7 @@ def test_login_over_https_behind_the_secure_cookie(review_env, monkeypatch):
     form = {"username": USERNAME, "password": PASSWORD, "csrf_token": csrf_token(html(page))}
     assert client.post("/login", data=form, base_url=base, headers={"Referer": "https://evil.example/"}).status_code == 400
     response = client.post("/login", data=form, base_url=base, headers={"Referer": f"{base}/login"})
-    assert response.status_code == 302 and response.headers["Location"] == "/conversations"
+    assert response.status_code == 302 and response.headers["Location"] == "/follow-up"
     assert client.get("/conversations", base_url=base).status_code == 200
 
 
