@@ -31,6 +31,7 @@
 | TWILIO_API_URL | https://api.twilio.com | Twilio REST API base URL (tests point it at a local fake) |
 | REVIEW_PUBLIC_URL | http://localhost:<REVIEW_PORT> | review app address used in alert transcript links |
 | ALERT_POLL_S | 1 (0.5 to 60) | seconds between the alert worker's reads of new tracker events (also its safety sweep with RabbitMQ) |
+| STAFF_TAKEOVER_MINUTES | 60 (1 to 720) | how long a staff takeover lasts unless handed back earlier (review app; bot/takeover.py) |
 
 Values are read when asked for, so a process (or a test) that sets a variable before use sees it.
 A variable that is set but unusable raises ConfigError, always worded the same way; an empty value
@@ -410,4 +411,15 @@ def alert_poll_s() -> float:
     value = _number("ALERT_POLL_S", DEFAULT_ALERT_POLL_S, 0.5)
     if value > 60:
         raise ConfigError("ALERT_POLL_S", _text("ALERT_POLL_S"), "a number from 0.5 to 60")
+    return value
+
+
+# --- staff replies and takeover (bot/review/replies.py, bot/takeover.py) ----------------------------------
+DEFAULT_STAFF_TAKEOVER_MINUTES = 60.0
+
+
+def staff_takeover_minutes() -> float:
+    value = _number("STAFF_TAKEOVER_MINUTES", DEFAULT_STAFF_TAKEOVER_MINUTES, 1)
+    if value > 720:
+        raise ConfigError("STAFF_TAKEOVER_MINUTES", _text("STAFF_TAKEOVER_MINUTES"), "a number from 1 to 720")
     return value

@@ -28,3 +28,10 @@ HELP_REPLY = (
 MEDIA_REPLY = "I can only read text. Please type your question about your nerve root injection."
 SMS_TRUNCATED_NOTE = "That answer is too long for text messages. Please call {clinic_name} at {clinic_phone}."
 SMS_ASK_PROCEDURE = "Is your injection in your lower back (lumbar) or your neck (cervical)? Reply LOWER BACK or NECK."
+
+# Staff takeover (bot/review/replies.py): sent once when a staff member takes over, and when they hand back
+TAKEOVER_NOTICE = (
+    "A person from {clinic_name} is reading your messages and will reply here. "
+    "If you think you have an emergency, call {emergency_number} now."
+)
+HANDBACK_NOTICE = "The clinic's assistant is answering your questions again. You can also call {clinic_phone}."

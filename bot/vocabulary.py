@@ -29,12 +29,20 @@ ENTITY_SYMPTOM_CHECK = SLOT_SYMPTOM_CHECK = "symptom_check"
 ENTITY_LANGUAGE = SLOT_LANGUAGE = "language"
 ENTITY_PROCEDURE = SLOT_PROCEDURE = "procedure"
 SLOT_LAST_TOPIC = "last_topic"
+SLOT_STAFF_TAKEOVER = "staff_takeover"  # {"staff", "since", "until"} while staff have taken over (bot/takeover.py)
 
 # --- triage levels, most serious first ---------------------------------------------------------------
 EMERGENCY = "emergency"
 URGENT = "urgent"
 TRIAGE_LEVELS = (EMERGENCY, URGENT)
 SEEK_CARE_KIND = "seek_care"  # `custom.kind` of the seek-care messages (domain.yml utter_seek_care_<level>)
+SYMPTOM_CHECK_KIND = "symptom_check"  # `custom.kind` of the symptom check-in (domain.yml)
+
+# --- staff messages (bot/review/replies.py) ------------------------------------------------------------
+STAFF_MESSAGE_KEY = "sent_by_staff"  # bot-event metadata: the staff member's username (a staff reply or notice)
+STAFF_REPLY_KIND = "staff_reply"  # `custom.kind` of a message staff wrote
+STAFF_NOTICE_KIND = "staff_notice"  # `custom.kind` of the takeover / hand-back notices
+STAFF_REPLY_MAX_CHARS = 1_600  # Twilio's limit for one message body
 
 # --- channels (Rasa output channel names) ----------------------------------------------------------
 CHANNEL_REST = "rest"

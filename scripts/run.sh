@@ -102,6 +102,7 @@ part() {
     web)
       exec "$PY" "$ROOT/web/serve.py" --port "$WEB_PORT" ;;
     review)
+      load_token  # staff replies and takeovers go through the bot's HTTP API (bot/review/replies.py)
       exec "$PY" -m bot.review serve --port "$REVIEW_PORT" ;;
     alerts)
       # escalation alerts: RabbitMQ (RABBITMQ_URL) and/or the tracker store's events table -> SMTP, Twilio SMS

@@ -14,7 +14,10 @@ holds every turn. `guard_handler` wraps a channel's `on_new_message` (REST, web 
   that message (and whatever the bot had already said). On the web chat, which streams, the bot's later
   answer still follows, but its own seek-care message of the same or a lower level is dropped, so the
   patient never sees the warning twice;
-- otherwise, after BOT_REPLY_TIMEOUT_S the patient gets the safe message with the clinic's number.
+- otherwise, after BOT_REPLY_TIMEOUT_S the patient gets the safe message with the clinic's number;
+- while staff have taken the conversation over (bot/takeover.py; looked up as the message arrives, alongside
+  the bot's processing), the bot's ordinary answers are withheld and no safe reply is sent: staff reply.
+  Seek-care (the bot's or the guard's own) and the symptom check-in are never held, never wait on the lookup.
 
 Processing is never cancelled: the message, the escalation (triage_level) and the bot's answer are stored in
 the tracker once the stuck part recovers, so nothing is lost.
@@ -39,6 +42,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from bot.config import PROJECT_ROOT, reply_timeout_s
 from bot.messages import EMPTY_REPLY, SAFE_REPLY
 from bot.settings import fill_placeholders
+from bot.takeover import LOOKUP_TIMEOUT_MS, takeover_lookup, withheld_during_takeover
 from bot.vocabulary import MAX_MESSAGE_CHARS, SEEK_CARE_DEADLINE_S, SEEK_CARE_KIND, SLOT_LANGUAGE, TRIAGE_LEVELS
 
 logger = logging.getLogger(__name__)
@@ -77,18 +81,40 @@ class CountingOutputChannel(OutputChannel):
     that is how the bot's own late warning is kept from repeating the guard's.
     """
 
-    def __init__(self, inner: OutputChannel) -> None:
+    def __init__(self, inner: OutputChannel, takeover: asyncio.Future | None = None) -> None:
         self.inner = inner
         self.sent = 0
         self.seek_care_sent: str | None = None
+        self.takeover = takeover  # resolves to the conversation's active staff takeover, or None
+        self._taken_over: bool | None = None
+        self.withheld = 0  # ordinary answers held back because staff have taken over
+        self.silent_for_staff = False  # set by the guard: no reply at all, staff are replying
+
+    async def taken_over(self) -> bool:
+        """Whether staff have taken the conversation over; False if the lookup fails or is not back in time."""
+        if self._taken_over is None:
+            if self.takeover is None:
+                self._taken_over = False
+            else:
+                try:
+                    found = await asyncio.wait_for(asyncio.shield(self.takeover), LOOKUP_TIMEOUT_MS / 1000)
+                except Exception:  # noqa: BLE001 - a failed or slow lookup: the bot answers as usual
+                    found = None
+                self._taken_over = found is not None
+        return self._taken_over
 
     def name(self) -> str:  # type: ignore[override]
         return self.inner.name()
 
-    async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
+    async def send_response(self, recipient_id: str, message: dict[str, Any], safety: bool = False) -> None:
+        """`safety`: the guard's own seek-care message, which a takeover never holds back."""
         level = seek_care_level(message)
         if level is not None and self.seek_care_sent and _at_least_as_serious(self.seek_care_sent, level):
             logger.info("The bot's own seek-care message (%s) was dropped: the guard had sent it already.", level)
+            return
+        if not safety and level is None and withheld_during_takeover(message) and await self.taken_over():
+            self.withheld += 1
+            logger.info("Staff have taken this conversation over: an ordinary bot answer was not sent.")
             return
         self.sent += 1
         if level is not None:
@@ -162,6 +188,13 @@ def _streams(channel: OutputChannel) -> bool:
     return not isinstance(channel, CollectingOutputChannel) or isinstance(channel, QueueOutputChannel)
 
 
+def _look_up_takeover(sender_id: str) -> asyncio.Future:
+    """Start the takeover lookup in a worker thread (never on the event loop); its result is read when needed."""
+    future = asyncio.ensure_future(asyncio.to_thread(takeover_lookup().current, sender_id))
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())  # never "exception not retrieved"
+    return future
+
+
 def guard_handler(on_new_message: Handler, timeout_s: float | None = None) -> Handler:
     """Wrap a channel's message handler so every patient message gets some reply, a red flag seek-care in time.
 
@@ -181,12 +214,12 @@ def guard_handler(on_new_message: Handler, timeout_s: float | None = None) -> Ha
         if counter.seek_care_sent and _at_least_as_serious(counter.seek_care_sent, level):
             return level  # the bot has warned already
         reply = await seek_care_message(level, message.text, counter.name(), message.sender_id)
-        await counter.send_response(message.sender_id, reply)
+        await counter.send_response(message.sender_id, reply, safety=True)
         logger.warning("No seek-care from the bot after %.2f s: the guard sent the %s seek-care message itself "
                        "(processing continues).", waited_s, level)
         return level
 
-    async def guarded(message: UserMessage) -> None:
+    async def guarded(message: UserMessage) -> CountingOutputChannel | None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         recipient = message.sender_id
@@ -194,7 +227,7 @@ def guard_handler(on_new_message: Handler, timeout_s: float | None = None) -> Ha
             await message.output_channel.send_response(recipient, {"text": EMPTY_REPLY})
             return
         message.text = clip_message(message.text)
-        counter = CountingOutputChannel(message.output_channel)
+        counter = CountingOutputChannel(message.output_channel, takeover=_look_up_takeover(recipient))
         message.output_channel = counter
         state = {"returned": False}
 
@@ -224,9 +257,12 @@ def guard_handler(on_new_message: Handler, timeout_s: float | None = None) -> Ha
                 logger.warning("Bot reply took too long; sent the safe reply (processing continues).")
             elif task.exception() is not None:  # the patient must still get an answer
                 logger.error("Handling a message failed; sent the safe reply.", exc_info=task.exception())
-            if counter.sent == 0:
+            if counter.sent == 0 and (counter.withheld or await counter.taken_over()):
+                counter.silent_for_staff = True  # a person replies; the patient was told when staff took over
+            elif counter.sent == 0:
                 await counter.inner.send_response(recipient, {"text": safe_reply_text()})
         finally:
             state["returned"] = True
+        return counter
 
     return guarded

@@ -58,6 +58,7 @@ from bot.channels.sms_text import (
     keyword,
     sms_messages,
 )
+from bot.channels.staff import StaffSmsOutput
 from bot.messages import EMPTY_REPLY, HELP_REPLY, MEDIA_REPLY, OPT_IN_REPLY, OPT_OUT_REPLY
 from bot.privacy import mask_sender, private_sqlite_file
 from bot.settings import fill_placeholders
@@ -267,6 +268,10 @@ class TwilioSmsInput(InputChannel):
         if self.validator is None:
             logger.warning("SMS channel: TWILIO_AUTH_TOKEN is not set, so every SMS webhook request gets 403.")
 
+    def get_output_channel(self) -> StaffSmsOutput:
+        """What Rasa's HTTP API sends through (output_channel=latest): staff messages, by Twilio's REST API."""
+        return StaffSmsOutput(self.state.is_opted_out)
+
     def reply_timeout_s(self) -> float:
         return min(self.timeout_s or config.reply_timeout_s(), MAX_REPLY_TIMEOUT_S)
 
@@ -377,9 +382,12 @@ class TwilioSmsInput(InputChannel):
         )
         try:
             # the guard answers with the safe reply after timeout_s; the outer cap is only a backstop
-            await asyncio.wait_for(guard_handler(on_new_message, timeout_s=timeout_s)(message), timeout=timeout_s + 1.5)
+            outcome = await asyncio.wait_for(guard_handler(on_new_message, timeout_s=timeout_s)(message),
+                                             timeout=timeout_s + 1.5)
         except Exception:
             logger.exception("SMS from %s: no reply from the bot; sent the safe reply.", mask_sender(sender))
             return sms_messages([{"text": safe_reply_text()}])
         bodies = [fill_placeholders(body) for body in sms_messages(list(collector.messages))]
+        if not bodies and getattr(outcome, "silent_for_staff", False):
+            return []  # staff have taken over and reply themselves (bot.takeover)
         return bodies or sms_messages([{"text": safe_reply_text()}])

@@ -23,7 +23,9 @@ Differences from Rasa's `socketio` channel (same name, same events, same /socket
   checks the Origin header of polling and websocket requests and sends the CORS headers itself;
 - session ids chosen by the browser must look like ids (letters, digits, - and _, 16-64 long) and
   must not belong to another channel's conversation (bot.channels.ownership), otherwise the server
-  issues a fresh one; messages that are not text, or for another channel's conversation, are ignored.
+  issues a fresh one; messages that are not text, or for another channel's conversation, are ignored;
+- a staff message (bot.channels.staff; sent through Rasa's HTTP API) for a session with no widget
+  connected waits, and is sent when that session's widget next connects (`session_request`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ from socketio import AsyncServer
 
 from bot.channels.guard import guard_handler, is_blank
 from bot.channels.ownership import ConversationOwners
+from bot.channels.staff import WaitingStaffMessages
 from bot.config import web_allowed_origins
+from bot.takeover import is_staff_message
 from bot.vocabulary import CHANNEL_WEB, SEEK_CARE_KIND
 
 logger = logging.getLogger(__name__)
@@ -118,16 +122,33 @@ class EngineIOCorsBlueprint(SocketBlueprint):
 
 
 class ClinicSocketIOOutput(SocketIOOutput):
-    """Sends each bot response as one `bot_uttered` event to the conversation's room."""
+    """Sends each bot response as one `bot_uttered` event to the conversation's room.
+
+    With `waiting`, a staff message for a room with no widget connected is kept for the next visit instead.
+    """
+
+    def __init__(self, sio: AsyncServer, bot_message_evt: str, waiting: WaitingStaffMessages | None = None,
+                 namespace: str | None = None) -> None:
+        super().__init__(sio, bot_message_evt)
+        self.waiting = waiting
+        self.namespace = namespace or "/"
 
     @classmethod
     def name(cls) -> str:
         return CHANNEL_WEB
 
+    def connected(self, room: str) -> bool:
+        return any(True for _ in self.sio.manager.get_participants(self.namespace, room))
+
     async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
         event = bot_event(dict(message))
-        if event is not None:
-            await self._send_message(recipient_id, event)
+        if event is None:
+            return
+        if self.waiting is not None and is_staff_message(message) and not self.connected(recipient_id):
+            await asyncio.to_thread(self.waiting.add, recipient_id, event)
+            logger.info("Staff message kept for the web chat session's next visit (no widget connected).")
+            return
+        await self._send_message(recipient_id, event)
 
     async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
         await self.send_response(recipient_id, {"text": text, **kwargs})
@@ -152,13 +173,17 @@ class ClinicSocketIOInput(SocketIOInput):
         return channel
 
     def get_output_channel(self) -> OutputChannel | None:
+        """The output Rasa's HTTP API uses (output_channel=latest): staff messages wait if nobody is connected."""
         if self.sio is None:
             return super().get_output_channel()
-        return ClinicSocketIOOutput(self.sio, self.bot_message_evt)
+        waiting = getattr(self, "waiting", None) or WaitingStaffMessages()
+        self.waiting = waiting
+        return ClinicSocketIOOutput(self.sio, self.bot_message_evt, waiting, self.namespace)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         guarded = guard_handler(on_new_message)
         self.owners = ConversationOwners()
+        self.waiting = WaitingStaffMessages()
         # engine.io refuses other sites' pages and answers CORS itself (independent of Rasa's --cors)
         origins = getattr(self, "cors_allowed_origins", None) or web_allowed_origins()
         sio = AsyncServer(async_mode="sanic", cors_allowed_origins=origins)
@@ -191,6 +216,9 @@ class ClinicSocketIOInput(SocketIOInput):
             if self.session_persistence:
                 await sio.enter_room(sid, session_id, namespace=self.namespace)
             await sio.emit("session_confirm", session_id, room=sid, namespace=self.namespace)
+            if requested and self.session_persistence:  # a returning widget: staff messages sent while it was away
+                for event in await asyncio.to_thread(self.waiting.take_or_nothing, session_id):
+                    await sio.emit(self.bot_message_evt, event, room=sid, namespace=self.namespace)
 
         @sio.on(self.user_message_evt, namespace=self.namespace)
         async def handle_message(sid: str, data: Any) -> None:

@@ -23,6 +23,12 @@ ACTIONS = {
     "export_conversation_unmasked": "Exported conversation with full phone numbers",
     "show_unmasked": "Showed conversation with full phone number (CLI)",
     "purge": "Deleted old conversations (retention purge)",
+    "staff_reply": "Replied to the patient",
+    "staff_reply_failed": "Reply to the patient failed (not sent)",
+    "takeover": "Took over the conversation from the assistant",
+    "takeover_failed": "Taking over failed",
+    "handback": "Handed the conversation back to the assistant",
+    "handback_failed": "Handing back failed",
 }
 
 

@@ -321,6 +321,10 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
         transcript = load_transcript(ref)
         return _download(service().export_transcript(transcript, fmt, unmask))
 
+    from bot.review.replies import register as register_replies
+
+    register_replies(app, load_transcript, service)  # staff replies and takeover (forms on the transcript page)
+
     # --- dashboard -----------------------------------------------------------------------
     @app.get("/dashboard")
     def dashboard():

@@ -22,16 +22,18 @@ from bot.review.events import (
     user_intent,
 )
 from bot.review.filters import channel_label
-from bot.vocabulary import SMS_OPTED_OUT_KEY
+from bot.takeover import Takeover, takeover_from_slot, withheld_during_takeover
+from bot.vocabulary import SLOT_STAFF_TAKEOVER, SMS_OPTED_OUT_KEY, STAFF_MESSAGE_KEY
 
 MAX_TRANSCRIPT_EVENTS = 5000
 OPTED_OUT_NOTE = "Sent after the patient texted STOP: recorded and triaged, but no reply was sent"
 NOT_SENT_NOTE = "Not sent (the patient had opted out with STOP)"
+WITHHELD_NOTE = "Not sent: staff had taken over"
 
 
 @dataclass
 class Turn:
-    kind: str  # "patient" | "bot" | "session"
+    kind: str  # "patient" | "bot" | "staff" (a message staff sent) | "session" | "takeover" (taken over / handed back)
     at: datetime | None
     text: str = ""
     intent: str | None = None
@@ -61,6 +63,7 @@ class Transcript:
     started: datetime | None
     last_activity: datetime | None
     truncated: bool = False
+    takeover: Takeover | None = None  # the latest staff takeover of the current session (may have timed out)
 
     @property
     def patient_turns(self) -> int:
@@ -103,6 +106,7 @@ def build_transcript(events: EventsTable, sender_id: str, rows: Sequence[sa.engi
     exchange_level: dict[int, str] = {}
     unsent: set[int] = set()  # exchanges whose patient message came after STOP: the bot's answers were dropped
     channel: str | None = None
+    takeover: Takeover | None = None
     for row in rows:
         data = event_data(row.data)
         kind = row.type_name
@@ -119,8 +123,13 @@ def build_transcript(events: EventsTable, sender_id: str, rows: Sequence[sa.engi
                 current.note = OPTED_OUT_NOTE
                 unsent.add(exchange)
             turns.append(current)
+        elif kind == "bot" and _staff_member(data):
+            turns.append(Turn(kind="staff", at=at, text=str(data.get("text") or ""),
+                              note=f"Sent by staff: {_staff_member(data)}", exchange=exchange))
         elif kind == "bot":
             text, note, level = bot_message(data)
+            if takeover and takeover.active(row.timestamp) and withheld_during_takeover(_as_message(data)):
+                note = f"{note}. {WITHHELD_NOTE}" if note else WITHHELD_NOTE
             if level:
                 exchange_level.setdefault(exchange, level)
             if exchange in unsent:
@@ -131,7 +140,11 @@ def build_transcript(events: EventsTable, sender_id: str, rows: Sequence[sa.engi
             in_exchange = current is not None and current.exchange == exchange
             name = row.action_name or data.get("name")
             slot_value = data.get("value")
-            if name == "triage_level" and slot_value in ESCALATION_LEVELS:
+            if name == SLOT_STAFF_TAKEOVER:
+                takeover = takeover_from_slot(slot_value)
+                turns.append(Turn(kind="takeover", at=at, exchange=exchange, note=(
+                    f"{takeover.staff} took over from the assistant" if takeover else "Handed back to the assistant")))
+            elif name == "triage_level" and slot_value in ESCALATION_LEVELS:
                 if in_exchange:
                     current.escalation = higher_level(current.escalation, slot_value)  # type: ignore[union-attr]
                 exchange_level[exchange] = higher_level(exchange_level.get(exchange), slot_value)
@@ -142,6 +155,7 @@ def build_transcript(events: EventsTable, sender_id: str, rows: Sequence[sa.engi
                 current.symptoms = [str(v) for v in values]  # type: ignore[union-attr]
         elif kind == "session_started":
             current = None
+            takeover = None  # a new session resets every slot
             exchange += 1
             turns.append(Turn(kind="session", at=at, exchange=exchange))
     for turn in turns:
@@ -160,4 +174,19 @@ def build_transcript(events: EventsTable, sender_id: str, rows: Sequence[sa.engi
         started=events.local_time(min(timestamps)) if timestamps else None,
         last_activity=events.local_time(max(timestamps)) if timestamps else None,
         truncated=truncated,
+        takeover=takeover,
     )
+
+
+def _as_message(data: dict) -> dict:
+    """A stored bot event as the message its channel sent (what BotUttered.message() gives)."""
+    payload = data.get("data") if isinstance(data.get("data"), dict) else {}
+    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    return {**payload, **metadata, "text": data.get("text")}
+
+
+def _staff_member(data: dict) -> str | None:
+    """The staff member who sent a bot event (a reply or a takeover notice), None for the assistant's own."""
+    metadata = data.get("metadata")
+    member = metadata.get(STAFF_MESSAGE_KEY) if isinstance(metadata, dict) else None
+    return str(member)[:80] if member else None

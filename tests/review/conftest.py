@@ -98,6 +98,8 @@ def review_env(monkeypatch, tracker_url, review_url, tmp_path):
     monkeypatch.setenv("REVIEW_COOKIE_SECURE", "0")
     monkeypatch.setenv("REVIEW_SECRET_KEY", SECRET)
     monkeypatch.setenv("VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("RASA_AUTH_TOKEN", raising=False)  # staff replies never reach a bot running on this machine
+    monkeypatch.setenv("RASA_SERVER_URL", "http://127.0.0.1:9")  # (the discard port; test_replies sets its own)
     return {"tracker": tracker_url, "review": review_url}
 
 
