@@ -31,8 +31,9 @@ class ReceivedMail:
 
     @property
     def body(self) -> str:
+        """The text part, with the line ends of a Python string (SMTP carries CRLF)."""
         part = self.message.get_body(preferencelist=("plain",))
-        return part.get_content() if part is not None else ""
+        return part.get_content().replace("\r\n", "\n") if part is not None else ""
 
 
 class _Handler:

@@ -115,7 +115,9 @@ class SupervisedStack:
         return status == 200 and isinstance(body, dict) and bool(body.get("model_id"))
 
     def part_ok(self, name: str) -> bool:
-        """The part answers HTTP (any status below 500)."""
+        """The part answers HTTP (any status below 500); the alert worker, which has no port, is RUNNING."""
+        if name == "alerts":
+            return self.status().get(name) == "RUNNING"
         url = {"actions": f"{self.action_url}/health", "web": f"{self.web_url}/health",
                "review": f"{self.review_url}/login", "rasa": f"{self.url}/"}[name]
         try:
