@@ -44,6 +44,7 @@ class Turn:
     symptoms: list[str] = field(default_factory=list)
     note: str | None = None  # e.g. "Seek-care message (emergency)"
     exchange: int = 0
+    event_id: int | None = None  # the patient message's row in the events table (staff label it by this id)
 
     @property
     def unanswered(self) -> bool:
@@ -116,7 +117,7 @@ def build_transcript(events: EventsTable, sender_id: str, rows: Sequence[sa.engi
             intent, confidence = user_intent(data)
             current = Turn(kind="patient", at=at, text=str(data.get("text") or ""),
                            intent=row.intent_name or intent, confidence=confidence,
-                           channel=data.get("input_channel"), exchange=exchange)
+                           channel=data.get("input_channel"), exchange=exchange, event_id=int(row.id))
             channel = channel or current.channel
             metadata = data.get("metadata")
             if isinstance(metadata, dict) and metadata.get(SMS_OPTED_OUT_KEY):

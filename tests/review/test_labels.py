@@ -239,3 +239,13 @@ def test_rate_points_group_days_into_weeks():
     assert [(label, part, whole) for label, part, whole in points][:2] == [("Jan 01", 5, 70), ("Jan 08", 1, 70)]
     assert len(points) == 5 and points[-1][2] == 20
     assert len(labels.rate_points(days[:14], patient, unanswered)) == 14
+
+
+def test_every_patient_message_of_a_transcript_links_to_its_label_page(app, client, queued):
+    """A misunderstood (answered, but wrongly) message is labelled from the transcript."""
+    unsure = event_id(queued, UNSURE_TEXT)
+    ref = app.extensions["review"].store.ref_for_sender(UNANSWERED_SENDER)
+    page = html(client.get(f"/conversations/{ref}"))
+    links = re.findall(r'class="label-link" href="/learning/message/(\d+)"', page)
+    assert links == [str(unsure), str(event_id(queued, DECLINED_TEXT))]
+    assert "Label a message" in html(client.get(f"/learning/message/{links[0]}"))

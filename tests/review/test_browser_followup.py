@@ -1,0 +1,95 @@
+"""The follow-up queue in headless Chromium (Debian's /usr/bin/chromium): staff sign in, land on the queue,
+acknowledge a queued escalation, add a note and resolve it; the open count in the navigation follows."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.review.conftest import PASSWORD, USERNAME
+from tests.review.conversations import by_key
+from tests.review.followup_data import add_followup_conversations
+from tests.review.test_browser import ARTIFACTS, browser, live_app  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.browser
+
+EMERGENCY = by_key("sms_emergency").sender_id
+
+
+@pytest.fixture
+def queued(tracker_url) -> str:
+    add_followup_conversations(tracker_url)
+    return tracker_url
+
+
+def open_count(page) -> int:
+    text = page.locator(".nav .nav-count").inner_text()
+    return int(re.search(r"\d+", text).group(0))
+
+
+def test_staff_acknowledge_note_and_resolve_a_queued_escalation(queued, live_app, browser, backend):  # noqa: F811
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    # signing in lands on the queue, the emergency first
+    page.goto(live_app)
+    assert "/login" in page.url
+    page.fill("#username", USERNAME)
+    page.fill("#password", PASSWORD)
+    page.click("form.stack button[type=submit]")
+    page.wait_for_url("**/follow-up")
+    rows = page.locator("tr.fu-item")
+    assert rows.count() >= 4
+    first = rows.first
+    assert "fu-level-emergency" in first.get_attribute("class")
+    assert "+1•••••4567" in first.inner_text() and EMERGENCY not in page.content()
+    opened = open_count(page)
+    assert opened == rows.count()
+    if backend == "sqlite":
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "followup-queue.png"), full_page=True)
+
+    # acknowledge: the row says who, the open count drops on every page
+    item_id = first.get_attribute("id")
+    first.locator("button.fu-acknowledge").click()
+    page.wait_for_load_state()
+    assert "acknowledged." in page.locator(".notice-info").inner_text()
+    row = page.locator(f"#{item_id}")
+    assert row.locator(".fu-state").inner_text() == "Acknowledged"
+    assert f"by {USERNAME}" in row.locator(".fu-status").inner_text()
+    assert open_count(page) == opened - 1
+    page.click("nav >> text=Dashboard")
+    assert open_count(page) == opened - 1
+    page.click("nav >> text=Needs follow-up")
+
+    # a note, then resolve: the item leaves the default view and shows under "Resolved" with its history
+    row = page.locator(f"#{item_id}")
+    row.locator(".fu-note-form summary").click()
+    row.locator("textarea[name=note]").fill("Called the patient back; she is on her way to the ER. <b>ok</b>")
+    row.locator("button.fu-save-note").click()
+    page.wait_for_load_state()
+    assert "Note added" in page.locator(".notice-info").inner_text()
+    page.locator(f"#{item_id} button.fu-resolve").click()
+    page.wait_for_load_state()
+    assert "resolved." in page.locator(".notice-info").inner_text()
+    assert page.locator(f"#{item_id}").count() == 0
+    page.select_option("#q-state", "resolved")
+    page.click("text=Apply filters")
+    page.wait_for_url("**state=resolved**")
+    row = page.locator(f"#{item_id}")
+    assert row.locator(".fu-state").inner_text() == "Resolved"
+    row.locator(".fu-history summary").click()
+    history = row.locator(".fu-history").inner_text()
+    assert "Acknowledged by" in history and "Resolved by" in history and "<b>ok</b>" in history  # text, not markup
+    if backend == "sqlite":
+        page.screenshot(path=str(ARTIFACTS / "followup-resolved.png"), full_page=True)
+
+    # the access log names who did what
+    page.click("nav >> text=Access log")
+    log = page.locator("table.data").inner_text()
+    assert "Acknowledged a follow-up" in log and "Resolved a follow-up" in log and "Added a follow-up note" in log
+    assert dialogs == [] and page.evaluate("document.scripts.length") == 0
+    context.close()
