@@ -215,6 +215,10 @@ def register(app: Flask, load_transcript: Callable[[int], Transcript], service: 
     @app.post("/conversations/<int:ref>/takeover")
     def staff_takeover(ref: int):
         transcript = load_transcript(ref)
+        current = reply_panel(transcript).takeover
+        if current is not None:  # a second click, or a colleague: the patient is told only once
+            flash(f"{current.staff} has already taken over this conversation.", "info")
+            return redirect(url_for("conversation", ref=ref), code=303)
         minutes = config.staff_takeover_minutes()
         staff = service().staff
         try:
@@ -229,6 +233,9 @@ def register(app: Flask, load_transcript: Callable[[int], Transcript], service: 
     @app.post("/conversations/<int:ref>/handback")
     def staff_handback(ref: int):
         transcript = load_transcript(ref)
+        if reply_panel(transcript).takeover is None:
+            flash("The assistant is already answering this patient.", "info")
+            return redirect(url_for("conversation", ref=ref), code=303)
         staff = service().staff
         try:
             send(transcript, handback_events(staff), "handback", "")

@@ -161,6 +161,8 @@ async def _web_chat_takeover(stack, review, staff) -> None:
         assert taken.status_code == 200 and "You have taken over" in taken.text
         assert f"{USERNAME} took over from the assistant" in taken.text and 'id="handback"' in taken.text
         assert (await patient.receive("bot_uttered"))["text"] == fill_placeholders(TAKEOVER_NOTICE)
+        again = await asyncio.to_thread(post_form, staff, review, ref, "takeover")  # a second click
+        assert "has already taken over" in again.text  # and no second notice (checked below: next is seek-care)
 
         await patient.emit("user_uttered", {"message": QUESTION, "session_id": session})
         await asyncio.sleep(0.3)
@@ -184,6 +186,8 @@ async def _web_chat_takeover(stack, review, staff) -> None:
         await patient.emit("user_uttered", {"message": QUESTION, "session_id": session})
         assert (await patient.receive("bot_uttered"))["text"]  # the assistant answers again
 
+    notices = [e for e in staff_events(stack, session) if e["text"] == fill_placeholders(TAKEOVER_NOTICE)]
+    assert len(notices) == 1  # told once
     actions = {action: [e for e in log_entries(review, action) if e.sender_id == session]
                for action in ("takeover", "staff_reply", "handback")}
     assert all(len(entries) == 1 and entries[0].username == USERNAME for entries in actions.values()), actions
