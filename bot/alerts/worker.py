@@ -47,6 +47,7 @@ from bot.settings import AlertSettings, clinic_settings, load_alert_settings
 logger = logging.getLogger("bot.alerts.worker")
 
 EVENTS_CURSOR = "tracker_events"
+EVENTS_FLOOR = "tracker_events_floor"  # the position at the first start: the look-back never reads below it
 LOOKBACK_IDS = 200  # ids below the saved position read again (out-of-order commits); the key de-duplicates
 READ_LIMIT = 2_000
 SWEEP_WITH_BROKER_S = 15.0
@@ -72,13 +73,15 @@ class EventsTableReader:
         """Escalations after the saved position, and the new position to save once they are recorded."""
         if not self._has_events():
             if self.store.cursor(EVENTS_CURSOR) is None:
-                self.store.set_cursor(EVENTS_CURSOR, 0)  # the table is new: everything in it will be new
+                self.store.set_cursor(EVENTS_FLOOR, 0)  # the table is new: everything in it will be new
+                self.store.set_cursor(EVENTS_CURSOR, 0)
             return [], None
         with self.engine.connect() as connection:
             high = connection.execute(sa.text("SELECT MAX(id) FROM events")).scalar() or 0
             position = self.store.cursor(EVENTS_CURSOR)
             if position is None:  # first start on an existing store: alert from now on, not for the past
                 logger.info("Alert worker: first start; reading tracker events after id %d.", high)
+                self.store.set_cursor(EVENTS_FLOOR, high)
                 return [], high
             if high <= position:
                 return [], None
@@ -86,7 +89,7 @@ class EventsTableReader:
             rows = connection.execute(sa.text(
                 "SELECT id, sender_id, data FROM events WHERE id > :low AND id <= :high AND type_name = 'user' "
                 f"AND ({markers}) ORDER BY id LIMIT :limit"),
-                {"low": max(position - LOOKBACK_IDS, 0), "high": high, "limit": READ_LIMIT,
+                {"low": max(position - LOOKBACK_IDS, self.store.cursor(EVENTS_FLOOR) or 0), "high": high, "limit": READ_LIMIT,
                  **{f"marker{index}": f"%{marker}%" for index, marker in enumerate(ENTITY_MARKERS)}},
             ).all()
         if len(rows) == READ_LIMIT:
