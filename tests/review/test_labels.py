@@ -249,3 +249,19 @@ def test_every_patient_message_of_a_transcript_links_to_its_label_page(app, clie
     links = re.findall(r'class="label-link" href="/learning/message/(\d+)"', page)
     assert links == [str(unsure), str(event_id(queued, DECLINED_TEXT))]
     assert "Label a message" in html(client.get(f"/learning/message/{links[0]}"))
+
+
+def test_exported_cases_pass_when_the_bot_gives_the_labelled_answer():
+    """Each topic's expect_any words are in that entry's reply (web and REST), whatever the procedure, so an
+    exported case fails only when the bot answers something else."""
+    from bot.knowledge import knowledge_base
+
+    kb = knowledge_base()
+    for topic, _ in labels.topic_choices():
+        if topic == labels.NOT_IN_KNOWLEDGE:
+            continue
+        words = labels.expected_words(topic)
+        assert words, topic
+        for procedure in (None, "lumbar", "cervical"):
+            reply = kb.reply(kb.by_id[topic], procedure, "rest").text.lower()
+            assert any(word in reply for word in words), (topic, procedure, words)
