@@ -432,6 +432,7 @@ def export_training(store: ConversationStore, review_db: Engine, username: str, 
         seen = existing_examples(nlu_dir)
         seen |= _jsonl_texts(cases_dir / "questions.jsonl") | _jsonl_texts(cases_dir / "out_of_scope.jsonl")
         file_examples = read_nlu_file(nlu_file)
+        topics = dict(topic_choices())
         seen |= {normalise(text) for values in file_examples.values() for text in values}
         for row in claimed:
             event_id = int(row.event_id)
@@ -445,6 +446,9 @@ def export_training(store: ConversationStore, review_db: Engine, username: str, 
                 continue
             if normalise(line) in seen:
                 notes[row.id] = "skipped: already in the training data or the cases"
+                continue
+            if row.topic not in topics:
+                notes[row.id] = f"skipped: topic {row.topic!r} is no longer in the knowledge base"
                 continue
             seen.add(normalise(line))
             intent = intent_for_topic(row.topic)

@@ -265,3 +265,25 @@ def test_exported_cases_pass_when_the_bot_gives_the_labelled_answer():
         for procedure in (None, "lumbar", "cervical"):
             reply = kb.reply(kb.by_id[topic], procedure, "rest").text.lower()
             assert any(word in reply for word in words), (topic, procedure, words)
+
+
+def test_export_skips_purged_messages_and_removed_topics(app, client, queued, export_paths):
+    """A message deleted by the retention purge, or a label whose knowledge entry was removed, is skipped and
+    settled; the others are still exported."""
+    declined, unsure = event_id(queued, DECLINED_TEXT), event_id(queued, UNSURE_TEXT)
+    label(client, declined, labels.NOT_IN_KNOWLEDGE)
+    label(client, unsure, "driving")
+    handoff = event_id(queued, "hello? is anyone there")
+    label(client, handoff, "appointment")
+    engine = sa.create_engine(queued)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM events WHERE id = :id"), {"id": declined})
+    engine.dispose()
+    with app.extensions["review"].review_db.begin() as connection:
+        connection.execute(labels.message_labels.update().where(labels.message_labels.c.event_id == unsure)
+                           .values(topic="an_entry_since_removed"))
+    result = labels.export_training(app.extensions["review"].store, app.extensions["review"].review_db, "dev",
+                                    export_paths["nlu_file"], export_paths["cases"], export_paths["nlu_dir"])
+    assert result.exported == 1 and read_nlu(export_paths["nlu_file"]) == {("ask_appointment", "hello? is anyone there")}
+    assert dict(result.skipped) == {declined: "the message is no longer in the tracker store",
+                                    unsure: "topic 'an_entry_since_removed' is no longer in the knowledge base"}
