@@ -211,8 +211,9 @@ class Queue:
 
 
 # --- reading the queue -------------------------------------------------------------------------------
-def candidates(store: ConversationStore, now: float | None = None) -> list[QueueItem]:
-    """Every conversation that is (or was) escalated or flagged, or whose last message went unanswered."""
+def candidates(store: ConversationStore, now: float | None = None, sender: str | None = None) -> list[QueueItem]:
+    """Every conversation that is (or was) escalated or flagged, or whose last message went unanswered
+    (only `sender`'s, when given: one conversation reads through the sender_id index)."""
     if not store.available():
         return []
     value = store.json("value")
@@ -230,12 +231,12 @@ def candidates(store: ConversationStore, now: float | None = None) -> list[Queue
                    MAX(CASE WHEN type_name = 'user' THEN id END) AS last_user_id,
                    MAX(CASE WHEN type_name = 'bot' THEN id END) AS last_bot_id,
                    MIN(CASE WHEN type_name = 'user' THEN id END) AS first_user_id
-            FROM events GROUP BY sender_id
+            FROM events {"WHERE sender_id = :sender" if sender is not None else ""} GROUP BY sender_id
         ) c LEFT JOIN events lu ON lu.id = c.last_user_id
         WHERE c.patient_turns > 0 AND (c.emergency_id IS NOT NULL OR c.urgent_id IS NOT NULL
               OR c.check_id IS NOT NULL OR lu.intent_name IN {UNANSWERED_SQL}
               OR ((c.last_bot_id IS NULL OR c.last_bot_id < c.last_user_id) AND lu.timestamp < :settled))
-    """, {"settled": now - NO_REPLY_GRACE_S})
+    """, {"settled": now - NO_REPLY_GRACE_S, "sender": sender})
     channels = store._channels(row.first_user_id for row in rows)  # noqa: SLF001 - same package
     items = []
     for row in rows:
@@ -351,10 +352,13 @@ def read_queue(store: ConversationStore, review_db: Engine, filters: QueueFilter
     return Queue(page_items, len(chosen), counts, page, per_page)
 
 
-def find_item(store: ConversationStore, review_db: Engine, sender_id: str) -> QueueItem | None:
-    for item in candidates(store):
+def find_item(store: ConversationStore, review_db: Engine, sender_id: str, alerts: bool = False) -> QueueItem | None:
+    """One conversation's queue item with its state (None when it needs no follow-up)."""
+    for item in candidates(store, sender=sender_id):
         if item.sender_id == sender_id:
             apply_history(item, _history(review_db, [sender_id]).get(sender_id, []))
+            if alerts:
+                _attach_alerts([item])
             return item
     return None
 

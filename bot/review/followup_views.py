@@ -106,6 +106,16 @@ def register(app: Flask) -> None:
     app.register_blueprint(queue_pages)
     app.register_blueprint(label_views.learning_pages)
 
+    def followup_for(sender_id: str) -> followup.QueueItem | None:
+        """The transcript page's follow-up state and alert status of its conversation."""
+        try:
+            return followup.find_item(_ctx().store, _ctx().review_db, sender_id, alerts=True)
+        except Exception:  # noqa: BLE001 - the transcript must show even when this cannot be read
+            return None
+
+    app.jinja_env.globals.update(followup_for=followup_for, followup_alert_labels=followup.ALERT_LABELS,
+                                 followup_state_labels=followup.STATE_LABELS)
+
     @app.context_processor
     def followup_globals() -> dict[str, Any]:
         if g.get("user") is None:

@@ -312,3 +312,23 @@ def test_alert_delivery_status_shows_in_the_queue(app, client, queued, tmp_path,
     assert 'fu-alert-failed">Alert failed<' in row[:row.index("</tr>")]
     row = page[page.index(f'id="item-{item_of(app, CHECK_SENDER).ref}"'):]
     assert "Alert pending" in row[:row.index("</tr>")]
+
+
+def test_the_transcript_shows_the_follow_up_state_and_alert_status(app, client, queued, tmp_path, monkeypatch):
+    from bot.alerts.detect import Escalation
+    from bot.alerts.store import AlertStore
+
+    monkeypatch.setenv("ALERTS_DB_URL", f"sqlite:///{tmp_path / 'alerts.db'}")
+    item = item_of(app, EMERGENCY_SENDER)
+    page = html(client.get(f"/conversations/{item.ref}"))
+    assert re.search(r'<dt>Follow-up</dt><dd class="fu-status"><a class="fu-state fu-state-open" href="/follow-up\?state=all#item-\d+">Open</a></dd>', page)
+    post_action(client, item.ref, "resolve", item.trigger_id)
+    outbox = AlertStore()
+    outbox.record(Escalation("k1", EMERGENCY_SENDER, "emergency", (), "sms", time.time()), ["sms"])
+    delivery = outbox.due()[0]
+    outbox.claim(delivery)
+    outbox.mark_failed_attempt(delivery, "Twilio 500", max_attempts=1, base_delay_s=1)
+    page = html(client.get(f"/conversations/{item.ref}"))
+    assert ">Resolved</a>" in page and 'fu-alert-failed">Alert failed<' in page
+    calm = store_of(app).ref_for_sender(by_key("sms_old").sender_id)
+    assert "<dt>Follow-up</dt>" not in html(client.get(f"/conversations/{calm}"))
