@@ -8,8 +8,10 @@ Rasa server of a cluster, the transcript and the exports agree.
 While a takeover is active the channel guard (bot/channels/guard.py) still runs every patient message
 through the bot (stored, triaged, alerts raised), but withholds the bot's ordinary answers. Safety messages
 always go out: the seek-care message (the bot's or the guard's own) and the symptom check-in. A takeover
-ends when staff hand back, when `until` passes (STAFF_TAKEOVER_MINUTES, bot.config) or when the
-conversation starts a new Rasa session (slots are not carried over).
+ends when staff hand back or when `until` passes (STAFF_TAKEOVER_MINUTES, bot.config). It outlasts a new Rasa
+session on purpose: staff often take over a conversation that has been idle for hours (Rasa starts a new
+session, and resets the slot in the live tracker, at the patient's next message), and that message is exactly
+the one the takeover is for. So the state is read from the stored slot events, not from the live slot.
 
 This module imports neither Rasa nor Flask: the Rasa process and the review app both use it.
 """
@@ -39,10 +41,10 @@ LOOKUP_TIMEOUT_MS = 150
 ALWAYS_SENT_KINDS = frozenset({SEEK_CARE_KIND, SYMPTOM_CHECK_KIND})
 ALWAYS_SENT_RESPONSES = frozenset({f"utter_seek_care_{level}" for level in TRIAGE_LEVELS} | {"utter_symptom_check"})
 
-# The newest takeover slot event, or a newer session start (which resets every slot).
+# The newest takeover slot event (whatever session it was set in: see the module docstring).
 _LATEST_TAKEOVER_EVENT = sa.text(
-    "SELECT type_name, data FROM events WHERE sender_id = :sender AND "
-    "(type_name = 'session_started' OR (type_name = 'slot' AND action_name = :slot)) ORDER BY id DESC LIMIT 1"
+    "SELECT type_name, data FROM events WHERE sender_id = :sender AND type_name = 'slot' AND action_name = :slot "
+    "ORDER BY id DESC LIMIT 1"
 )
 
 

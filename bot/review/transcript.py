@@ -64,7 +64,7 @@ class Transcript:
     started: datetime | None
     last_activity: datetime | None
     truncated: bool = False
-    takeover: Takeover | None = None  # the latest staff takeover of the current session (may have timed out)
+    takeover: Takeover | None = None  # the latest staff takeover (may have timed out)
 
     @property
     def patient_turns(self) -> int:
@@ -155,8 +155,7 @@ def build_transcript(events: EventsTable, sender_id: str, rows: Sequence[sa.engi
                 values = slot_value if isinstance(slot_value, list) else [slot_value]
                 current.symptoms = [str(v) for v in values]  # type: ignore[union-attr]
         elif kind == "session_started":
-            current = None
-            takeover = None  # a new session resets every slot
+            current = None  # a takeover outlasts a new session (bot/takeover.py)
             exchange += 1
             turns.append(Turn(kind="session", at=at, exchange=exchange))
     for turn in turns:

@@ -98,6 +98,24 @@ def test_takeover_ends_by_itself_when_its_time_is_up(stack):
     assert stack.ask(sender, QUESTION)
 
 
+def test_a_takeover_of_an_idle_conversation_holds_when_the_patient_writes_again(stack):
+    """Staff often take over hours later; the patient's next message starts a new Rasa session (slots reset)."""
+    sender = f"takeover-idle-{uuid.uuid4().hex[:8]}"
+    hours_ago = time.time() - 3 * 3600
+    stack.api.append_and_send(sender, [
+        {"event": "action", "name": "action_session_start", "timestamp": hours_ago},
+        {"event": "session_started", "timestamp": hours_ago},
+        {"event": "action", "name": "action_listen", "timestamp": hours_ago},
+        {"event": "user", "text": "hello", "timestamp": hours_ago, "input_channel": CHANNEL_REST,
+         "parse_data": {"intent": {"name": "greet", "confidence": 1.0}, "entities": []}},
+    ])
+    stack.api.append_and_send(sender, takeover_events(STAFF, 60))
+    assert stack.send(sender, QUESTION) == []
+    events = stack.tracker(sender)["events"]
+    assert [e["event"] for e in events].count("session_started") == 2  # a new session began, the takeover held
+    assert seek_care_levels(stack.send(sender, RED_FLAG)) == ["emergency"]
+
+
 def test_sms_takeover_tells_the_patient_once_and_still_sends_seek_care(stack, twilio):
     phone = new_phone()
     first = post_sms(stack.sms_url, twilio_params(phone, "hello"))

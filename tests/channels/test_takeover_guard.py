@@ -94,7 +94,7 @@ def test_without_a_known_active_takeover_the_bot_answers(taken_over, lookup):
     assert [m.get("text") for m in messages] == [ANSWER["text"]] and not outcome.silent_for_staff
 
 
-def test_the_lookup_reads_the_latest_takeover_of_the_current_session(tmp_path):
+def test_the_lookup_reads_the_latest_takeover_even_across_a_new_session(tmp_path):
     url = f"sqlite:///{tmp_path / 'tracker.db'}"
     engine = sa.create_engine(url)
     with engine.begin() as connection:
@@ -114,10 +114,10 @@ def test_the_lookup_reads_the_latest_takeover_of_the_current_session(tmp_path):
     add("c", "slot", ACTIVE.slot_value())
     add("c", "slot", None)  # handed back
     add("d", "slot", ACTIVE.slot_value())
-    add("d", "session_started")  # a new session resets every slot
+    add("d", "session_started")  # the patient writes again hours later: the takeover still holds
     add("e", "slot", {"staff": "x"})  # malformed
-    assert lookup.current("a") == ACTIVE
-    assert [lookup.current(sender) for sender in "bcdef"] == [None] * 5
+    assert lookup.current("a") == ACTIVE and lookup.current("d") == ACTIVE
+    assert [lookup.current(sender) for sender in "bcef"] == [None] * 4
     engine.dispose()
 
 
