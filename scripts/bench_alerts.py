@@ -6,6 +6,7 @@ and to a stand-in for Twilio's REST API. Two phases, one worker each:
   - RabbitMQ: Rasa's event broker publishes to a RabbitMQ node of the bench's own; the worker consumes it;
   - events table (the embedded default, no RabbitMQ): the worker reads the tracker store's events table by
     id every ALERT_POLL_S (1 s).
+A first phase without alerts (no broker, no worker) gives the seek-care reply times to compare with.
 Each phase: CONVERSATIONS patients at once, each sending questions and red flags in turn (waiting for each
 reply, as a person does), ESCALATIONS_PER_CONVERSATION red flags each. Latency = e-mail arrival at the
 SMTP server - the moment the patient's message was sent. Also: the seek-care reply time of those red flags
@@ -66,9 +67,10 @@ def refs(tracker_db: Path) -> dict[int, str]:
         return {ref: sender for sender, ref in db.execute("SELECT sender_id, MIN(id) FROM events GROUP BY sender_id")}
 
 
-def run_phase(name: str, stack: BotStack, tracker_db: Path, worker_env: dict, smtp: SmtpSink, twilio: FakeTwilio,
-              conversations: int, per_conversation: int, workdir: Path) -> None:
-    worker = AlertWorkerProcess(worker_env, log=workdir / f"worker-{name}.log").start()
+def run_phase(name: str, stack: BotStack, tracker_db: Path, worker_env: dict | None, smtp: SmtpSink,
+              twilio: FakeTwilio, conversations: int, per_conversation: int, workdir: Path) -> None:
+    """One load phase; without `worker_env` (alerts off: no broker, no worker) only the seek-care times."""
+    worker = AlertWorkerProcess(worker_env, log=workdir / f"worker-{name}.log").start() if worker_env else None
     before_mail, before_sms = len(smtp.received()), len(twilio.received())
     sent: list = []
     seek_care: list[float] = []
@@ -81,11 +83,16 @@ def run_phase(name: str, stack: BotStack, tracker_db: Path, worker_env: dict, sm
         thread.start()
     for thread in threads:
         thread.join()
+    duration = time.time() - began
+    if worker is None:
+        print(f"-- {name}: {len(sent)} red flags from {conversations} conversations at once ({duration:.0f} s)")
+        print(f"   seek-care reply (REST) to those red flags   p50 {statistics.median(seek_care) * 1000:.0f} ms   "
+              f"p95 {percentile(seek_care, 0.95) * 1000:.0f} ms")
+        return
     deadline = time.time() + 90
     while time.time() < deadline and len(smtp.received()) - before_mail < len(sent):
         time.sleep(0.2)
     time.sleep(3)  # room for any duplicate to arrive
-    duration = time.time() - began
     worker.stop()
     by_ref = refs(tracker_db)
     mails: dict[str, list[float]] = {}
@@ -100,7 +107,7 @@ def run_phase(name: str, stack: BotStack, tracker_db: Path, worker_env: dict, sm
         arrived = sorted(mails.get(sender, []))
         missing += max(0, len(times) - len(arrived))
         extra += max(0, len(arrived) - len(times))
-        latencies += [arrival - sent_at for sent_at, arrival in zip(times, arrived)]
+        latencies += [arrival - sent_at for sent_at, arrival in zip(times, arrived, strict=False)]
     print(f"-- {name}: {len(sent)} escalations from {conversations} conversations at once "
           f"({per_conversation} red flags + {per_conversation} questions each, {duration:.0f} s)")
     if latencies:
@@ -147,6 +154,11 @@ def main() -> None:
     rabbitmq = PrivateRabbitMQ().start() if PrivateRabbitMQ.available() else None
     try:
         with SmtpSink() as smtp, FakeTwilio() as twilio:
+            with BotStack(env={"VAR_DIR": str(workdir), "TRACKER_DB_URL": f"sqlite:///{workdir / 'off.db'}",
+                               "RABBITMQ_URL": ""}) as stack:
+                stack.send("bench-warm-up", QUESTIONS[0])
+                run_phase("alerts off (no broker, no worker): the comparison", stack, workdir / "off.db", None, smtp,
+                          twilio, args.conversations, args.per_conversation, workdir)
             settings = {"VAR_DIR": str(workdir), "TRACKER_DB_URL": f"sqlite:///{tracker_db}",
                         "ALERT_SMTP_URL": smtp.url, "ALERT_ON_CALL_PHONE": "+15550100199",
                         "REVIEW_PUBLIC_URL": REVIEW, **twilio.env()}
