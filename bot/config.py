@@ -32,6 +32,8 @@
 | REVIEW_PUBLIC_URL | http://localhost:<REVIEW_PORT> | review app address used in alert transcript links |
 | ALERT_POLL_S | 1 (0.5 to 60) | seconds between the alert worker's reads of new tracker events (also its safety sweep with RabbitMQ) |
 | STAFF_TAKEOVER_MINUTES | 60 (1 to 720) | how long a staff takeover lasts unless handed back earlier (review app; bot/takeover.py) |
+| OUTREACH_DB_URL | sqlite:///<var>/outreach.db | appointments and scheduled reminder / check-in texts (bot/outreach) |
+| OUTREACH_COUNTRY_CODE | 1 | calling code added to phone numbers written without one (appointments, E.164) |
 
 Values are read when asked for, so a process (or a test) that sets a variable before use sees it.
 A variable that is set but unusable raises ConfigError, always worded the same way; an empty value
@@ -423,3 +425,19 @@ def staff_takeover_minutes() -> float:
     if value > 720:
         raise ConfigError("STAFF_TAKEOVER_MINUTES", _text("STAFF_TAKEOVER_MINUTES"), "a number from 1 to 720")
     return value
+
+
+# --- appointment reminders and check-ins (bot/outreach) ---------------------------------------------------
+DEFAULT_OUTREACH_COUNTRY_CODE = "1"
+
+
+def outreach_db_url() -> str:
+    return _database_url("OUTREACH_DB_URL", "outreach.db")
+
+
+def outreach_country_code() -> str:
+    """Calling code (digits, no +) for phone numbers written without one, e.g. 1 (US/Canada) or 44."""
+    raw = _text("OUTREACH_COUNTRY_CODE").lstrip("+") or DEFAULT_OUTREACH_COUNTRY_CODE
+    if not re.fullmatch(r"[1-9]\d{0,2}", raw):
+        raise ConfigError("OUTREACH_COUNTRY_CODE", raw, "a calling code of 1 to 3 digits, such as 1 or 44")
+    return raw
