@@ -34,6 +34,8 @@
 | STAFF_TAKEOVER_MINUTES | 60 (1 to 720) | how long a staff takeover lasts unless handed back earlier (review app; bot/takeover.py) |
 | OUTREACH_DB_URL | sqlite:///<var>/outreach.db | appointments and scheduled reminder / check-in texts (bot/outreach) |
 | OUTREACH_COUNTRY_CODE | 1 | calling code added to phone numbers written without one (appointments, E.164) |
+| OUTREACH_POLL_S | 15 (1 to 300) | seconds between the outreach worker's passes (plan, send what is due) |
+| OUTREACH_STATUS_URL | TWILIO_WEBHOOK_URL with /webhook -> /status | public URL of the SMS channel's status callback (Twilio reports delivered / failed there) |
 
 Values are read when asked for, so a process (or a test) that sets a variable before use sees it.
 A variable that is set but unusable raises ConfigError, always worded the same way; an empty value
@@ -441,3 +443,27 @@ def outreach_country_code() -> str:
     if not re.fullmatch(r"[1-9]\d{0,2}", raw):
         raise ConfigError("OUTREACH_COUNTRY_CODE", raw, "a calling code of 1 to 3 digits, such as 1 or 44")
     return raw
+
+
+DEFAULT_OUTREACH_POLL_S = 15.0
+
+
+def outreach_poll_s() -> float:
+    value = _number("OUTREACH_POLL_S", DEFAULT_OUTREACH_POLL_S, 1)
+    if value > 300:
+        raise ConfigError("OUTREACH_POLL_S", _text("OUTREACH_POLL_S"), "a number from 1 to 300")
+    return value
+
+
+def outreach_status_url() -> str | None:
+    """Where Twilio posts an outreach text's status: OUTREACH_STATUS_URL, else the SMS webhook's sibling /status."""
+    url = _optional("OUTREACH_STATUS_URL")
+    if url:
+        if urlsplit(url).scheme not in {"http", "https"}:
+            raise ConfigError("OUTREACH_STATUS_URL", url, "an http(s) URL")
+        return url
+    webhook = twilio_webhook_url()
+    if webhook and urlsplit(webhook).path.rstrip("/").endswith("/webhook"):
+        parts = urlsplit(webhook)
+        return parts._replace(path=parts.path.rstrip("/")[: -len("/webhook")] + "/status", query="").geturl()
+    return None
