@@ -417,9 +417,7 @@ class AppointmentStore:
         now = time.time() if now is None else now
         by = _user(by)
         report = ImportReport()
-        rows = _read_csv(text, report)
-        if not report.ok:
-            return report
+        rows = _read_csv(text, report)  # header problems: no rows; a bad row: reported, the others still checked
         checked: list[tuple[int, AppointmentInput]] = []
         seen: dict[tuple[str, float], int] = {}
         for line, row in rows:
