@@ -17,6 +17,9 @@ from tests.review.conftest import USERNAME, csrf_token
 from tests.review.conversations import TYPED_PHONE, by_key
 from tests.review.followup_data import DECLINED_TEXT, UNANSWERED_SENDER, UNSURE_TEXT, add_followup_conversations
 
+# checks that do not depend on the database (validation, guards, escaping) run on SQLite only
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
 
 def html(response) -> str:
     return response.get_data(as_text=True)
@@ -84,6 +87,7 @@ def test_unanswered_messages_are_listed_and_labelled_with_who(app, client, queue
     assert details[0].endswith("topic driving (was recovery)") and len(details) == 3
 
 
+@SQLITE_ONLY
 def test_bad_labels_are_refused(app, client, queued):
     declined = event_id(queued, DECLINED_TEXT)
     label(client, declined, "no_such_topic")
@@ -99,11 +103,13 @@ def test_bad_labels_are_refused(app, client, queued):
     assert stored_labels(app) == []
 
 
+@SQLITE_ONLY
 def test_learning_pages_need_a_login(anon, queued):
     for path in ("/learning", f"/learning/message/{event_id(queued, DECLINED_TEXT)}"):
         assert anon.get(path).headers["Location"].startswith("/login?next=")
 
 
+@SQLITE_ONLY
 def test_patient_text_is_escaped_and_masked_on_the_learning_page(client, queued):
     from tests.review.followup_data import insert, user_row
 
@@ -241,6 +247,7 @@ def test_rate_points_group_days_into_weeks():
     assert len(labels.rate_points(days[:14], patient, unanswered)) == 14
 
 
+@SQLITE_ONLY
 def test_every_patient_message_of_a_transcript_links_to_its_label_page(app, client, queued):
     """A misunderstood (answered, but wrongly) message is labelled from the transcript."""
     unsure = event_id(queued, UNSURE_TEXT)
