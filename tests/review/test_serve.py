@@ -86,7 +86,7 @@ def test_serve_runs_under_waitress_and_logout_ends_the_session(served):
     assert "waitress" in log.read_text()
     status, headers, _ = fetch(staff, url + "/login", {"username": USERNAME, "password": PASSWORD,
                                                        "csrf_token": token_of(page)})
-    assert status == 302 and headers["Location"].endswith("/conversations")
+    assert status == 302 and headers["Location"].endswith("/follow-up")  # the landing page
     status, _, page = fetch(staff, url + "/conversations")
     assert status == 200
 
