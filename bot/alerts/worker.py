@@ -41,6 +41,7 @@ from bot.alerts.delivery import (
 )
 from bot.alerts.detect import ENTITY_MARKERS, Escalation, escalation_from_event
 from bot.alerts.store import EMAIL, FAILED, SMS, AlertStore, DueDelivery
+from bot.datafile import DataFileError
 from bot.privacy import mask_sender, private_sqlite_file
 from bot.settings import AlertSettings, clinic_settings, load_alert_settings
 
@@ -325,7 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
     logging.getLogger("aiormq").setLevel(logging.WARNING)
-    alert_worker = AlertWorker(retry_base_s=args.retry_base_s, max_attempts=max(1, args.max_attempts))
+    try:
+        alert_worker = AlertWorker(retry_base_s=args.retry_base_s, max_attempts=max(1, args.max_attempts))
+    except (config.ConfigError, DataFileError) as error:  # a bad setting: say which, not a traceback
+        logger.error("Alert worker cannot start: %s", error)
+        return 2
 
     async def run() -> None:
         stop = asyncio.Event()
