@@ -8,6 +8,7 @@
   purge --older-than-days N [--yes]           retention: dry run unless --yes
   access-log [--user U] [--limit N]           who viewed or exported what
   export-training [--nlu-file F] [--cases-dir D]   staff-labelled messages as NLU examples + regression cases
+  follow-up [--level L] [--channel C] [--state S] [--from D] [--to D]   the "Needs follow-up" queue
 
 Filters: --from YYYY-MM-DD --to YYYY-MM-DD --channel web|sms|rest --escalated any|emergency|urgent|check
          --unanswered --search TEXT
@@ -278,6 +279,37 @@ def cmd_export_training(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_follow_up(args: argparse.Namespace) -> int:
+    """The follow-up queue as staff see it on the landing page (most severe first, then newest)."""
+    from bot.review import followup
+    from bot.review.filters import BadParameter
+
+    service = _service()
+    values = {"level": args.level or "", "channel": args.channel or "", "state": args.state or "",
+              "from": args.date_from or "", "to": args.date_to or ""}
+    try:
+        filters = followup.QueueFilters.parse(values)
+    except BadParameter as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    queue = followup.read_queue(service.store, service.review_db, filters, 1, args.limit)
+    service.record("view_followup", detail=f"{filters.describe()}; cli")
+    counts = queue.counts
+    summary = f"{counts['open']} open, {counts['acknowledged']} acknowledged, {counts['resolved']} resolved"
+    if not queue.items:
+        print(f"Nothing needs follow-up ({filters.describe()}; {summary}).")
+        return 0
+    rows = [["REF", "LEVEL", "WHEN", "CHANNEL", "PATIENT", "STATE", "BY", "ALERT"]]
+    for item in queue.items:
+        who = item.last("resolve" if item.state == "resolved" else "acknowledge")
+        rows.append([str(item.ref), item.level.upper(), item.trigger_at.strftime("%Y-%m-%d %H:%M"), item.channel_label,
+                     mask_sender(item.sender_id), item.state, who.username if who and item.state != "open" else "-",
+                     item.alert_status or "-"])
+    print(_table(rows))
+    print(f"\n{len(queue.items)} of {queue.total} ({filters.describe()}); queue: {summary}.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot.review", description="Staff review of patient conversations.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -328,6 +360,17 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--nlu-file", default=str(NLU_FILE), help="NLU file to add to (default: %(default)s)")
     training.add_argument("--cases-dir", default=str(CASES_DIR), help="regression cases folder (default: %(default)s)")
     training.set_defaults(func=cmd_export_training)
+
+    from bot.review.followup import REASONS, STATE_CHOICES
+
+    queue = commands.add_parser("follow-up", help="the Needs follow-up queue")
+    queue.add_argument("--level", choices=REASONS)
+    queue.add_argument("--channel", choices=sorted(CHANNELS))
+    queue.add_argument("--state", choices=STATE_CHOICES, help="default: unresolved (open and acknowledged)")
+    queue.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")
+    queue.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD")
+    queue.add_argument("--limit", type=int, default=100)
+    queue.set_defaults(func=cmd_follow_up)
     return parser
 
 

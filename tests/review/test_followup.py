@@ -346,3 +346,23 @@ def test_the_transcript_shows_the_follow_up_state_and_alert_status(app, client, 
     assert ">Resolved</a>" in page and 'fu-alert-failed">Alert failed<' in page
     calm = store_of(app).ref_for_sender(by_key("sms_old").sender_id)
     assert "<dt>Follow-up</dt>" not in html(client.get(f"/conversations/{calm}"))
+
+
+@SQLITE_ONLY
+def test_the_queue_from_the_terminal(app, queued, capsys):
+    from bot.review.cli import main
+
+    item = item_of(app, EMERGENCY_SENDER)
+    followup.act(store_of(app), review_db(app), USERNAME, EMERGENCY_SENDER, "acknowledge", item.trigger_id)
+    assert main(["follow-up"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["REF", "LEVEL", "WHEN"]
+    assert lines[1].split()[1] == "EMERGENCY" and "acknowledged" in lines[1] and USERNAME in lines[1]
+    assert mask_sender(EMERGENCY_SENDER) in out and EMERGENCY_SENDER not in out
+    assert main(["follow-up", "--level", "check", "--state", "open"]) == 0
+    out = capsys.readouterr().out
+    assert "CHECK" in out and "EMERGENCY" not in out
+    assert main(["follow-up", "--from", "2024-13-01"]) == 2
+    assert any(entry.action == "view_followup" and entry.username.startswith("cli:")
+               for entry in accesslog.read(review_db(app), limit=20)[0])
