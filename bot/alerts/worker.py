@@ -84,15 +84,16 @@ class EventsTableReader:
                 logger.info("Alert worker: first start; reading tracker events after id %d.", high)
                 self.store.set_cursor(EVENTS_FLOOR, high)
                 return [], high
-            if high <= position:
-                return [], None
+            # no early return when nothing is newer: a row below the position may have just been committed
             markers = " OR ".join(f"data LIKE :marker{index}" for index in range(len(ENTITY_MARKERS)))
             rows = connection.execute(sa.text(
                 "SELECT id, sender_id, data FROM events WHERE id > :low AND id <= :high AND type_name = 'user' "
                 f"AND ({markers}) ORDER BY id LIMIT :limit"),
-                {"low": max(position - LOOKBACK_IDS, self.store.cursor(EVENTS_FLOOR) or 0), "high": high, "limit": READ_LIMIT,
+                {"low": max(position - LOOKBACK_IDS, self.store.cursor(EVENTS_FLOOR) or 0), "high": high,
+                 "limit": READ_LIMIT,
                  **{f"marker{index}": f"%{marker}%" for index, marker in enumerate(ENTITY_MARKERS)}},
             ).all()
+        high = max(high, position)
         if len(rows) == READ_LIMIT:
             high = rows[-1].id  # a long backlog: continue from here next time
         found = []
@@ -104,7 +105,7 @@ class EventsTableReader:
             escalation = escalation_from_event(event, row.sender_id)
             if escalation is not None:
                 found.append(escalation)
-        return found, high
+        return found, (high if high != position else None)
 
     def conversation_ref(self, conversation_id: str) -> int | None:
         """The review app's reference of a conversation: the id of its first stored event."""
