@@ -163,12 +163,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         if turn.kind == "session":
             print(f"\n--- new session {when} ---")
             continue
+        if turn.kind == "takeover":
+            print(f"\n--- {turn.note} {when} ---")
+            continue
         flags = []
         if turn.escalation:
             flags.append(f"!! {turn.escalation.upper()}")
         if turn.unanswered:
             flags.append("UNANSWERED")
-        who = "PATIENT" if turn.kind == "patient" else "BOT    "
+        who = {"patient": "PATIENT", "staff": "STAFF  "}.get(turn.kind, "BOT    ")
         print(f"\n[{when}] {who} {' '.join(flags)}".rstrip())
         text = shown_text(turn.text, args.unmask) if turn.kind == "patient" else turn.text
         print("  " + text.replace("\n", "\n  "))

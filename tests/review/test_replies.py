@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -99,9 +100,14 @@ def csrf(html: str) -> str:
 
 
 def ref_of(stack, sender: str) -> int:
+    """The review app's number of a conversation; waits for it to be stored (the web chat streams replies first)."""
     engine = sa.create_engine(stack.tracker_url)
-    with engine.connect() as connection:
-        ref = connection.execute(sa.text("SELECT MIN(id) FROM events WHERE sender_id = :s"), {"s": sender}).scalar()
+    deadline = time.monotonic() + 10
+    ref = None
+    while ref is None and time.monotonic() < deadline:
+        with engine.connect() as connection:
+            ref = connection.execute(sa.text("SELECT MIN(id) FROM events WHERE sender_id = :s"), {"s": sender}).scalar()
+        time.sleep(0 if ref else 0.05)
     engine.dispose()
     assert ref, sender
     return int(ref)
@@ -144,6 +150,21 @@ def test_sms_reply_goes_out_by_twilio_and_is_recorded_as_staff(stack, review, st
 
     [entry] = [e for e in log_entries(review, "staff_reply") if e.sender_id == phone]
     assert entry.username == USERNAME and "sms" in entry.detail and text not in entry.detail
+
+
+def test_the_cli_shows_staff_messages_and_takeovers(stack, review, staff, monkeypatch, capsys):
+    from bot.review.cli import main
+
+    phone = new_phone()
+    assert post_sms(stack.sms_url, twilio_params(phone, "hello")).messages
+    ref = ref_of(stack, phone)
+    assert post_form(staff, review, ref, "takeover").status_code == 200
+    monkeypatch.setenv("TRACKER_DB_URL", stack.tracker_url)
+    monkeypatch.setenv("REVIEW_DB_URL", f"sqlite:///{stack.tracker_url.split('///')[1]}.review-cli.db")
+    assert main(["show", str(ref)]) == 0
+    shown = capsys.readouterr().out
+    assert f"--- {USERNAME} took over from the assistant" in shown
+    assert "STAFF" in shown and fill_placeholders(TAKEOVER_NOTICE) in shown
 
 
 def test_takeover_from_the_review_app_on_web_chat(stack, review, staff):
