@@ -16,6 +16,8 @@ DECLINE_INTENTS = (OUT_OF_SCOPE_INTENT, FALLBACK_INTENT)  # how the bot declines
 INFORM_PROCEDURE = "inform_procedure"
 MORE_ON_TOPIC = "more_on_topic"
 OTHER_PROCEDURE = "other_procedure"
+CHECKIN_FINE_INTENT = "checkin_fine"  # "1" after an outreach check-in text: I feel OK
+CHECKIN_QUESTION_INTENT = "checkin_question"  # "2" after a check-in: I have a question
 
 # --- message keys set by the NLU components --------------------------------------------------------
 INTENT_BEFORE_TRIAGE = "intent_before_triage"  # the classifier's intent, kept when triage overrides it
@@ -30,6 +32,7 @@ ENTITY_LANGUAGE = SLOT_LANGUAGE = "language"
 ENTITY_PROCEDURE = SLOT_PROCEDURE = "procedure"
 SLOT_LAST_TOPIC = "last_topic"
 SLOT_STAFF_TAKEOVER = "staff_takeover"  # {"staff", "since", "until"} while staff have taken over (bot/takeover.py)
+SLOT_LAST_OUTREACH = "last_outreach"  # {"message_id", "key", "kind", "sent_at"} of the last outreach text
 
 # --- triage levels, most serious first ---------------------------------------------------------------
 EMERGENCY = "emergency"
@@ -43,6 +46,11 @@ STAFF_MESSAGE_KEY = "sent_by_staff"  # bot-event metadata: the staff member's us
 STAFF_REPLY_KIND = "staff_reply"  # `custom.kind` of a message staff wrote
 STAFF_NOTICE_KIND = "staff_notice"  # `custom.kind` of the takeover / hand-back notices
 STAFF_REPLY_MAX_CHARS = 1_600  # Twilio's limit for one message body
+
+# --- outreach texts (bot/outreach) ---------------------------------------------------------------------
+OUTREACH_MESSAGE_KEY = "outreach"  # bot-event metadata of a reminder / check-in text: {"message_id", "key", "kind"}
+OUTREACH_REMINDER_KIND = "outreach_reminder"  # `custom.kind` of a reminder text
+OUTREACH_CHECKIN_KIND = "outreach_checkin"  # `custom.kind` of a check-in text
 
 # --- channels (Rasa output channel names) ----------------------------------------------------------
 CHANNEL_REST = "rest"
