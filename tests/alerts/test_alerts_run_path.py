@@ -174,17 +174,21 @@ def test_a_duplicate_broker_message_sends_no_second_alert(stack, sinks, rabbitmq
     assert log.read_text().count("Alert recorded") == len(sent)
 
 
-def _queue_backlog(rabbitmq) -> int:
-    """Messages waiting in the worker's queue."""
-    async def count() -> int:
+def _queue_state(rabbitmq) -> tuple[int, int]:
+    """(messages waiting, consumers) of the worker's queue."""
+    async def state() -> tuple[int, int]:
         import aio_pika
 
         connection = await aio_pika.connect(rabbitmq.url)
         async with connection:
             queue = await (await connection.channel()).declare_queue("clinic_alerts", passive=True)
-            return queue.declaration_result.message_count
+            return queue.declaration_result.message_count, queue.declaration_result.consumer_count
 
-    return asyncio.run(count())
+    return asyncio.run(state())
+
+
+def _queue_backlog(rabbitmq) -> int:
+    return _queue_state(rabbitmq)[0]
 
 
 def test_a_stopped_or_killed_worker_loses_no_alert_and_sends_none_twice(stack, sinks):
@@ -204,6 +208,10 @@ def test_a_rabbitmq_restart_loses_no_alert_and_sends_none_twice(stack, sinks, ra
     while_down = [escalate(stack) for _ in range(2)]
     rabbitmq.start()
     wait_alerted(stack, sinks, while_down)
+    # both ends are back on the broker: the bot's publisher reconnected, the worker consumes the queue again
+    wait_until(lambda: (stack.var_dir / "rasa.log").read_text().count("RabbitMQ publisher connected") == 2, 60,
+               "the bot's publisher reconnected")
+    wait_until(lambda: _queue_state(rabbitmq)[1] == 1, 60, "the worker consuming again")
     after = escalate(stack)
     wait_alerted(stack, sinks, [after])
 
