@@ -32,6 +32,7 @@ from flask import Flask, flash, redirect, render_template, request, url_for
 
 from bot import config
 from bot.messages import HANDBACK_NOTICE, TAKEOVER_NOTICE
+from bot.review.masking import mask_text
 from bot.review.transcript import Transcript
 from bot.takeover import Takeover
 from bot.vocabulary import (
@@ -110,7 +111,7 @@ def _api_error(error: urllib.error.HTTPError) -> str:
         message = str(json.loads(error.read() or b"{}").get("message") or "")
     except (ValueError, AttributeError, OSError):
         message = ""
-    message = message.removeprefix("An unexpected error occurred. Error: ")
+    message = mask_text(message.removeprefix("An unexpected error occurred. Error: "))  # e.g. Twilio naming the number
     return f"the bot answered {error.code}" + (f": {message[:300]}" if message else "")
 
 

@@ -226,6 +226,16 @@ def test_refused_replies_say_why_and_record_nothing(stack, review, staff, twilio
     assert staff_events(stack, phone) == [] and not [s for s in twilio.received() if s.to == phone]
     assert [e.username for e in log_entries(review, "staff_reply_failed") if e.sender_id == phone] == [USERNAME]
 
+    reachable = new_phone()
+    assert post_sms(stack.sms_url, twilio_params(reachable, "hello")).messages
+    twilio.status_override = 500  # Twilio's API fails: the text is not sent, so nothing is recorded
+    try:
+        failed = post_form(staff, review, ref_of(stack, reachable), "reply", text="Please call us.")
+    finally:
+        twilio.status_override = None
+    assert failed.status_code == 502 and "Twilio answered 500" in failed.text and reachable not in failed.text
+    assert staff_events(stack, reachable) == []
+
     empty = post_form(staff, review, ref, "reply", text="   ")
     assert empty.status_code == 400 and "Please write a message" in empty.text
     too_long = post_form(staff, review, ref, "reply", text="x" * 1601)
