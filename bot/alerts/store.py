@@ -250,6 +250,24 @@ class AlertStore:
         ) for row in rows]
 
 
+def purge_alerts(conversation_ids: Iterable[str], before: float, url: str | None = None) -> int:
+    """Retention (`python -m bot.review purge`): delete these conversations' alerts older than `before`
+    (an SMS conversation's id is the patient's number); the number of alerts deleted."""
+    ids = list(dict.fromkeys(conversation_ids))
+    store = _reader(url)
+    deleted = 0
+    try:
+        with store.engine.begin() as connection:
+            for start in range(0, len(ids), 500):
+                doomed = sa.select(alerts_table.c.id).where(
+                    alerts_table.c.conversation_id.in_(ids[start:start + 500]), alerts_table.c.occurred_at < before)
+                connection.execute(deliveries_table.delete().where(deliveries_table.c.alert_id.in_(doomed)))
+                deleted += connection.execute(alerts_table.delete().where(alerts_table.c.id.in_(doomed))).rowcount
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+        return 0  # no alerts database: nothing to delete
+    return deleted
+
+
 def _reader(url: str | None) -> AlertStore:
     return AlertStore(url, create=False)
 

@@ -239,9 +239,12 @@ def cmd_purge(args: argparse.Namespace) -> int:
         print("Dry run: nothing was deleted. Run again with --yes to delete.")
         return 0
     deleted = execute_purge(engine, plan)
+    from bot.alerts.store import purge_alerts  # escalation alerts of those conversations (bot/alerts)
+
+    alerts = purge_alerts([*plan.whole, *plan.partial], plan.cutoff)
     _service().record("purge", detail=f"older than {args.older_than_days:g} days; {deleted} events from "
                                       f"{plan.conversations} conversations")
-    print(f"Deleted {deleted} events.")
+    print(f"Deleted {deleted} events" + (f" and {alerts} escalation alerts." if alerts else "."))
     return 0
 
 

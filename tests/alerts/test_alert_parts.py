@@ -240,3 +240,16 @@ def test_the_alert_names_level_symptoms_channel_time_and_link_but_no_words_or_nu
     for shown in (body, subject, sms):
         assert "peed" not in shown and "4567" not in shown and "555" not in shown
     assert transcript_link("https://review.example", None) == "https://review.example/conversations"
+
+
+def test_retention_purge_deletes_old_alerts_of_purged_conversations(outbox):
+    old = escalation_from_event(user_event(entities=EMERGENCY_ENTITIES), "+15551234567")
+    recent = escalation_from_event({**user_event(entities=EMERGENCY_ENTITIES, message_id="r"), "timestamp": 2e9},
+                                   "+15551234567")
+    other = escalation_from_event(user_event(entities=EMERGENCY_ENTITIES), "kept")
+    for escalation in (old, recent, other):
+        outbox.record(escalation, [EMAIL, SMS])
+    assert alert_store.purge_alerts(["+15551234567"], before=1.9e9, url=outbox.url) == 1
+    assert [a.occurred_at for a in alerts_for_conversation("+15551234567", outbox.url)] == [2e9]
+    assert len(alerts_for_conversation("kept", outbox.url)) == 1
+    assert len(outbox.due(now=3e9)) == 4  # the deleted alert's deliveries went with it
