@@ -45,6 +45,11 @@ values = {
     "REVIEW_PORT": config.review_port(),
     "RASA_SERVER_URL": server_url,
     "CONFIGURED_AUTH_TOKEN": config.rasa_auth_token() or "",
+    "ALERTS_NOTE": ", ".join(filter(None, [
+        "e-mail" if config.alert_smtp_url() else "no e-mail (set ALERT_SMTP_URL)",
+        "SMS to the on-call phone" if config.twilio_account_sid() and config.twilio_from_number() else "",
+        "via RabbitMQ" if config.rabbitmq_url() else "from the events table",
+    ])),
 }
 for name, value in values.items():
     print(f"{name}={shlex.quote(str(value))}")
@@ -162,6 +167,7 @@ main() {
   SMS (Twilio):        POST http://localhost:$RASA_PORT/webhooks/sms/webhook   (set TWILIO_AUTH_TOKEN)
   HTTP API token:      $token_note
   Staff review app:    http://localhost:$REVIEW_PORT/   (create an account: make staff-user USERNAME=you)
+  Escalation alerts:   $ALERTS_NOTE   (README "Escalation alerts"; log $VAR_DIR/alerts.log)
   Terminal chat:       make shell
   Processes:           scripts/run.sh ctl status   (a part that stops is restarted; see $VAR_DIR/supervisord.log)
 
