@@ -175,3 +175,18 @@ async def _web_takeover(stack) -> None:
 
 def test_web_chat_takeover_pushes_the_notice_keeps_seek_care_and_keeps_replies_for_the_next_visit(stack):
     asyncio.run(_web_takeover(stack))
+
+
+def test_with_the_action_server_down_a_takeover_still_lets_seek_care_through(stack):
+    """Last in the module: stops and restarts the stack's action server."""
+    sender, phone = f"takeover-down-{uuid.uuid4().hex[:8]}", new_phone()
+    assert stack.ask(sender, "hello") and post_sms(stack.sms_url, twilio_params(phone, "hello")).messages
+    stack.api.append_and_send(sender, takeover_events(STAFF, 60))
+    stack.api.append_and_send(phone, takeover_events(STAFF, 60))
+    stack.stop_actions()
+    try:
+        assert seek_care_levels(stack.send(sender, RED_FLAG)) == ["emergency"]
+        assert sms_wordings()["emergency"] in post_sms(stack.sms_url, twilio_params(phone, RED_FLAG)).text
+        assert stack.send(sender, "can i drive home after the injection") == []  # no safe reply either: staff reply
+    finally:
+        stack.start_actions()
