@@ -12,7 +12,7 @@
 | RASA_AUTH_TOKEN | unset: `make run` generates <var>/rasa_auth_token | Rasa HTTP API token (`--auth-token`); the REST channel requires it too |
 | TWILIO_AUTH_TOKEN, TWILIO_WEBHOOK_URL | unset | SMS channel: signature validation |
 | WEB_ALLOWED_ORIGINS | http://localhost:<WEB_PORT>, http://127.0.0.1:<WEB_PORT> | sites whose pages may open the website chat (socket.io), comma-separated; `*` = any site |
-| WEB_PORT, WEB_HOST, RASA_SERVER_URL | 8080, 127.0.0.1, http://localhost:5005 | the web demo (web/serve.py) and the bot URL its widget uses |
+| WEB_PORT, WEB_HOST, RASA_SERVER_URL | 8080, 127.0.0.1, http://localhost:5005 | the web demo (web/serve.py) and the bot URL its widget uses; the review app sends staff replies to the bot there |
 | SMS_STATE_DB_URL | TRACKER_DB_URL | SMS opt-outs and seen MessageSids |
 | REVIEW_DB_URL | sqlite:///<var>/review.db | staff accounts, login failures, access log |
 | REVIEW_HOST, REVIEW_PORT | 127.0.0.1, 8081 | where `python -m bot.review serve` listens |
