@@ -41,7 +41,7 @@ ACTIVE_LOOKBACK = timedelta(days=14)  # list_active keeps appointments this rece
 _YES = {"yes", "y", "true", "1", "agreed", "x"}
 _NO = {"no", "n", "false", "0", ""}
 _PHONE_CHARS = re.compile(r"^[\d\s().+\-/]*$")
-_NANP_LOCAL = re.compile(r"^[2-9]\d{2}[2-9]\d{6}$")  # US/Canada: area code and exchange do not start with 0/1
+_NANP_LOCAL = re.compile(r"^[2-9]\d{9}$")  # US/Canada: 10 digits, the area code does not start with 0/1
 
 appointments_table = sa.Table(
     "outreach_appointments", metadata,

@@ -359,6 +359,10 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     from bot.review.followup_views import register as register_followup
 
     register_followup(app)  # the follow-up queue (landing page) and the learning pages
+
+    from bot.review.appointment_views import register as register_appointments
+
+    register_appointments(app)  # appointments for reminder and check-in texts (bot/outreach)
     return app
 
 

@@ -24,7 +24,8 @@ EDGE_TEXT = [
     "\r\n", "\t", "x" * 3000, "csv", "json", "CSV", "xml", "web", "sms", "rest", "fax", "any", "emergency",
     "urgent", "check", "on", "true", "unanswered", "open", "acknowledged", "resolved", "unresolved", "all",
     "acknowledge", "resolve", "reopen", "note", "unsure", "unlabelled", "labelled", "driving", "not_in_knowledge",
-    "list",
+    "list", "lumbar", "cervical", "America/Chicago", "yes", "no", "upcoming", "past", "active", "cancelled",
+    "+13125550142", "(312) 555-0142", "09:30", "1:1.0",
 ]
 DATES = st.dates().map(lambda day: day.isoformat())
 VALUES = st.one_of(
@@ -37,7 +38,8 @@ VALUES = st.one_of(
 PARAMS = ("from", "to", "channel", "escalated", "unanswered", "q", "page", "format", "back", "user", "next",
           "unmask", "confirm", "zzz", "page[]",
           "level", "state", "kind", "action", "trigger", "note", "topic", "return",  # follow-up queue, learning
-          "text")  # staff reply
+          "text",  # staff reply
+          "status", "when", "phone", "procedure", "date", "time", "time_zone", "consent", "stamp")  # appointments
 QUERY = st.dictionaries(st.sampled_from(PARAMS), VALUES, max_size=6)
 REFS = st.one_of(
     st.sampled_from(["1", "0", "-1", "9" * 19, "9223372036854775807", "9223372036854775808", "9" * 40, "1.5",
@@ -46,16 +48,22 @@ REFS = st.one_of(
 )
 
 GET_ROUTES = ["/", "/login", "/conversations", "/conversations/export", "/dashboard", "/access-log",
-              "/follow-up", "/learning"]
-REF_ROUTES = ["/conversations/{ref}", "/conversations/{ref}/export", "/learning/message/{ref}"]
+              "/follow-up", "/learning", "/appointments", "/appointments/new", "/appointments/import",
+              "/appointments/no-reply"]
+REF_ROUTES = ["/conversations/{ref}", "/conversations/{ref}/export", "/learning/message/{ref}", "/appointments/{ref}",
+              "/appointments/{ref}/edit"]
 POST_ROUTES = ["/conversations/export", "/conversations/{ref}/export", "/follow-up/{ref}", "/learning/message/{ref}",
-               "/conversations/{ref}/reply", "/conversations/{ref}/takeover", "/conversations/{ref}/handback"]
+               "/conversations/{ref}/reply", "/conversations/{ref}/takeover", "/conversations/{ref}/handback",
+               "/appointments/new", "/appointments/import", "/appointments/{ref}/edit", "/appointments/{ref}/cancel"]
 # a sign-in attempt spends ~0.3 s in argon2 on purpose, so that route gets fewer examples
 LOGIN_EXAMPLES = 12
 KNOWN_RULES = {"/", "/login", "/logout", "/conversations", "/conversations/export", "/conversations/<int:ref>",
                "/conversations/<int:ref>/export", "/dashboard", "/access-log", "/static/<path:filename>",
                "/follow-up", "/follow-up/<int:ref>", "/learning", "/learning/message/<int:event_id>",
-               "/conversations/<int:ref>/reply", "/conversations/<int:ref>/takeover", "/conversations/<int:ref>/handback"}
+               "/conversations/<int:ref>/reply", "/conversations/<int:ref>/takeover", "/conversations/<int:ref>/handback",
+               "/appointments", "/appointments/new", "/appointments/import", "/appointments/no-reply",
+               "/appointments/<int:appointment_id>", "/appointments/<int:appointment_id>/edit",
+               "/appointments/<int:appointment_id>/cancel"}
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                       HealthCheck.too_slow])
 
