@@ -15,10 +15,12 @@ from rasa_sdk.executor import CollectingDispatcher
 from bot.knowledge import Entry, Reply, knowledge_base
 from bot.procedures import PROCEDURES, procedure_vocabulary
 from bot.vocabulary import (
+    CHECKIN_FINE_INTENT,
     INFORM_PROCEDURE,
     INTENT_BEFORE_TRIAGE,
     MORE_ON_TOPIC,
     OTHER_PROCEDURE,
+    SLOT_LAST_OUTREACH,
     SLOT_LAST_TOPIC,
     SLOT_PROCEDURE,
 )
@@ -141,3 +143,26 @@ class ActionFallbackAnswer(Action):
             dispatcher.utter_message(response="utter_fallback")
             return []
         return _send(dispatcher, kb.reply(match.entry, tracker.get_slot(SLOT_PROCEDURE), _channel(tracker)))
+
+
+class ActionCheckinReply(Action):
+    """"1" or "2" read in context: after an outreach check-in text, "1" is "I feel OK" (thanks and the warning
+    signs), "2" invites the question; without one it is the usual "not sure" reply.
+
+    The check-in is known from the `last_outreach` slot, or - when the patient answers in a new session (slots
+    reset after SESSION_EXPIRATION) - from the outreach outbox (bot.outreach.context). A symptom in the reply
+    never gets here: the triage component overrides these intents.
+    """
+
+    def name(self) -> str:
+        return "action_checkin_reply"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
+        from bot.outreach.context import recent_checkin
+
+        if not recent_checkin(tracker.sender_id, tracker.get_slot(SLOT_LAST_OUTREACH)):
+            dispatcher.utter_message(response="utter_fallback")
+            return []
+        fine = _intent(tracker) == CHECKIN_FINE_INTENT
+        dispatcher.utter_message(response="utter_checkin_fine" if fine else "utter_checkin_question")
+        return []

@@ -308,6 +308,13 @@ class TwilioSmsInput(InputChannel):
             bodies = await self.handle(params, on_new_message)
             return twiml_response(bodies)
 
+        @sms_webhook.route("/status", methods=["POST"])
+        async def delivery_status(request: Request) -> HTTPResponse:
+            """Twilio's status callback for an outreach text (bot.outreach.callbacks): delivered / failed."""
+            from bot.outreach.callbacks import handle_status
+
+            return await handle_status(request, self.validator)
+
         return sms_webhook
 
     async def handle(self, params: _FormParams, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> list[str]:
