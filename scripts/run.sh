@@ -3,12 +3,12 @@
 #
 #   run.sh             start everything under supervisord (deploy/supervisord.conf): the action server,
 #                      the Rasa server (REST + socket.io + SMS), the website demo, the staff review app and
-#                      the escalation alert worker (bot/alerts).
+#                      the escalation alert worker (bot/alerts) and the outreach worker (bot/outreach).
 #                      A part that crashes is restarted, and that is logged in $VAR_DIR/supervisord.log;
 #                      the other parts keep serving. Ctrl-C stops everything.
 #   run.sh shell       chat in this terminal with the running bot (Rasa's console over the REST channel,
 #                      with the token; bot/console.py): start `run.sh` first, in another terminal
-#   run.sh part NAME   run one part in the foreground (actions | rasa | web | review | alerts): what supervisord
+#   run.sh part NAME   run one part in the foreground (actions | rasa | web | review | alerts | outreach): what supervisord
 #                      and the systemd units in deploy/systemd/ start
 #   run.sh ctl ARGS    supervisorctl of the running `run.sh` (status, pid actions, restart rasa, tail rasa ...)
 #
@@ -112,8 +112,12 @@ part() {
     alerts)
       # escalation alerts: RabbitMQ (RABBITMQ_URL) and/or the tracker store's events table -> SMTP, Twilio SMS
       exec "$PY" -m bot.alerts worker ;;
+    outreach)
+      # reminders and check-ins (bot/outreach/worker.py): due texts -> Twilio REST; each added to the conversation
+      load_token  # through the bot's HTTP API
+      exec "$PY" -m bot.outreach.worker ;;
     *)
-      echo "usage: run.sh part actions|rasa|web|review|alerts" >&2
+      echo "usage: run.sh part actions|rasa|web|review|alerts|outreach" >&2
       exit 2 ;;
   esac
 }
@@ -168,6 +172,7 @@ main() {
   HTTP API token:      $token_note
   Staff review app:    http://localhost:$REVIEW_PORT/   (create an account: make staff-user USERNAME=you)
   Escalation alerts:   $ALERTS_NOTE   (README "Escalation alerts"; log $VAR_DIR/alerts.log)
+  Reminders/check-ins: appointments in the review app; texts sent by the outreach worker (README "Reminders and check-ins"; log $VAR_DIR/outreach.log)
   Terminal chat:       make shell
   Processes:           scripts/run.sh ctl status   (a part that stops is restarted; see $VAR_DIR/supervisord.log)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from bot.devtools.stack import ROOT, base_env, free_port, http_json, wait_until
 from bot.devtools.twilio_requests import TEST_AUTH_TOKEN
 
-PARTS = ("actions", "rasa", "web", "review", "alerts")
+PARTS = ("actions", "rasa", "web", "review", "alerts", "outreach")
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -115,8 +115,8 @@ class SupervisedStack:
         return status == 200 and isinstance(body, dict) and bool(body.get("model_id"))
 
     def part_ok(self, name: str) -> bool:
-        """The part answers HTTP (any status below 500); the alert worker, which has no port, is RUNNING."""
-        if name == "alerts":
+        """The part answers HTTP (any status below 500); the alert and outreach workers, which have no port, are RUNNING."""
+        if name in ("alerts", "outreach"):
             return self.status().get(name) == "RUNNING"
         url = {"actions": f"{self.action_url}/health", "web": f"{self.web_url}/health",
                "review": f"{self.review_url}/login", "rasa": f"{self.url}/"}[name]
