@@ -136,6 +136,15 @@ def test_a_red_flag_reaches_staff_once_by_email_and_sms_without_the_patients_wor
     assert "Alert recorded from RabbitMQ" in (stack.var_dir / "alerts.log").read_text()
 
 
+def test_the_symptom_check_flag_alerts_staff_too(stack, sinks):
+    smtp, _, _ = sinks
+    sender = f"alert-{uuid.uuid4().hex[:10]}"
+    stack.send(sender, "my leg just doesnt feel right since the shot")  # no rule fires: the check-in, flagged
+    sent.append(sender)
+    wait_alerted(stack, sinks, [sender])
+    assert "Level:      Symptom check" in mails_for(smtp, stack, sender)[0].body
+
+
 def test_an_sms_patients_number_is_not_in_the_alert(stack, sinks):
     smtp, _, twilio = sinks
     phone = new_phone()
