@@ -147,7 +147,18 @@ def load_alert_settings(path: Path | None = None, environ: Mapping[str, str] | N
     unknown = sorted(set(section) - set(ALERT_SETTING_VARIABLES))
     if unknown:
         raise DataFileError(path, f"unknown setting(s): {', '.join(unknown)}", ALERTS_SECTION, unknown[0])
-    values = {**section, **alert_overrides(environ)}
+    overrides = alert_overrides(environ)
+    try:
+        return _alert_settings(path, {**section, **overrides})
+    except DataFileError as error:
+        if error.field in overrides:
+            variable = ALERT_SETTING_VARIABLES[error.field]
+            raise DataFileError(path, f"{str(error).split(': ', 1)[1]} (value from environment variable {variable})",
+                                ALERTS_SECTION, error.field) from error
+        raise
+
+
+def _alert_settings(path: Path, values: dict) -> AlertSettings:
     email_from = _addresses(path, "email_from", values.get("email_from"), required=True)
     if len(email_from) != 1:
         raise DataFileError(path, "must be one e-mail address", ALERTS_SECTION, "email_from")

@@ -95,7 +95,7 @@ def test_alert_settings_from_the_clinic_file_with_overrides_and_office_hours():
     ("ALERT_EMAIL_FROM", "a@x.example,b@x.example", "email_from"), ("ALERT_OFFICE_HOURS", "Mon 25:00-26:00", "office_hours"),
 ])
 def test_unusable_alert_settings_are_named(variable, value, field):
-    with pytest.raises(DataFileError, match=f"alerts', field '{field}'"):
+    with pytest.raises(DataFileError, match=f"alerts', field '{field}'.*environment variable {variable}"):
         load_alert_settings(environ={variable: value})
 
 
