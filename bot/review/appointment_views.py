@@ -321,6 +321,11 @@ def _in_zone(value: float | datetime | None, zone: str, fmt: str = "%a %Y-%m-%d 
     return value.astimezone(ZoneInfo(zone)).strftime(fmt)
 
 
+def _text_label(key: str) -> str:
+    """A schedule key as staff read it: checkin_next_day -> "Check-in next day"."""
+    return key.replace("_", " ").capitalize().replace("Checkin", "Check-in").replace("checkin", "check-in")
+
+
 def _waiting(seconds: float) -> str:
     hours = int(seconds // 3600)
     return f"{hours // 24} d {hours % 24} h" if hours >= 24 else f"{hours} h"
@@ -335,4 +340,5 @@ def register(app: Flask, url: str | None = None) -> None:
     app.register_blueprint(appointment_pages)
     app.jinja_env.filters["in_zone"] = _in_zone
     app.jinja_env.filters["waiting"] = _waiting
+    app.jinja_env.filters["text_label"] = _text_label
     app.jinja_env.globals["appointment_stamp"] = _stamp

@@ -91,7 +91,7 @@ def test_add_shows_the_appointment_and_its_planned_texts(app, client):
     planned = outbox.messages_for_appointment(booked.id, url=app.extensions["appointments_url"])
     assert len(rows) == len(planned) == 4  # a week before, the day before, two check-ins
     assert page.count(">Waiting<") == 4
-    assert "Day before" in page and "Checkin next day" in page
+    assert "Day before" in page and "Check-in next day" in page
     assert actions(app)[:2] == ["view_appointment", "appointment_add"]
     listing = client.get("/appointments").get_data(as_text=True)
     assert f'id="appointment-{booked.id}"' in listing and "+13125550142" not in listing  # masked in the list
