@@ -161,7 +161,7 @@ class ReplyPanel:
     channel_note: str
 
 
-def reply_panel(transcript: Transcript) -> ReplyPanel:
+def reply_panel(transcript: Transcript, minutes: float = config.DEFAULT_STAFF_TAKEOVER_MINUTES) -> ReplyPanel:
     takeover = transcript.takeover if transcript.takeover and transcript.takeover.active() else None
     why_not = ""
     if transcript.channel == CHANNEL_REST:
@@ -172,12 +172,16 @@ def reply_panel(transcript: Transcript) -> ReplyPanel:
     note = {CHANNEL_SMS: "Sent as a text message from the clinic's number.",
             CHANNEL_WEB: "Sent to the website chat; shown on the patient's next visit if the chat is closed."}
     return ReplyPanel(takeover=takeover, can_send=not why_not, why_not=why_not,
-                      minutes=int(config.staff_takeover_minutes()), channel_note=note.get(transcript.channel or "", ""))
+                      minutes=round(minutes), channel_note=note.get(transcript.channel or "", ""))
 
 
 def register(app: Flask, load_transcript: Callable[[int], Transcript], service: Callable[[], Any]) -> None:
-    """Add the reply, take-over and hand-back forms' endpoints (login and CSRF as every other page)."""
-    app.jinja_env.globals["staff_reply_panel"] = reply_panel
+    """Add the reply, take-over and hand-back forms' endpoints (login and CSRF as every other page).
+
+    STAFF_TAKEOVER_MINUTES is read here, when the app starts: a bad value stops it instead of failing pages.
+    """
+    minutes = config.staff_takeover_minutes()
+    app.jinja_env.globals["staff_reply_panel"] = lambda transcript: reply_panel(transcript, minutes)
 
     def page(transcript: Transcript, status: int, draft: str = ""):
         return render_template("conversation.html", t=transcript, back_url=url_for("conversations"),
@@ -195,7 +199,7 @@ def register(app: Flask, load_transcript: Callable[[int], Transcript], service: 
     def staff_reply(ref: int):
         transcript = load_transcript(ref)
         draft = (request.form.get("text") or "")[:STAFF_REPLY_MAX_CHARS * 2]
-        panel = reply_panel(transcript)
+        panel = reply_panel(transcript, minutes)
         try:
             if not panel.can_send:
                 raise ReplyProblem(panel.why_not)
@@ -216,11 +220,10 @@ def register(app: Flask, load_transcript: Callable[[int], Transcript], service: 
     @app.post("/conversations/<int:ref>/takeover")
     def staff_takeover(ref: int):
         transcript = load_transcript(ref)
-        current = reply_panel(transcript).takeover
+        current = reply_panel(transcript, minutes).takeover
         if current is not None:  # a second click, or a colleague: the patient is told only once
             flash(f"{current.staff} has already taken over this conversation.", "info")
             return redirect(url_for("conversation", ref=ref), code=303)
-        minutes = config.staff_takeover_minutes()
         staff = service().staff
         try:
             send(transcript, takeover_events(staff, minutes), "takeover", f"{minutes:g} minutes")

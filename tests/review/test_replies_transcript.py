@@ -11,8 +11,11 @@ import time
 from collections import namedtuple
 from datetime import timezone
 
+import pytest
 import sqlalchemy as sa
 
+from bot import config
+from bot.config import ConfigError
 from bot.review.events import EventsTable
 from bot.review.exports import transcript_records
 from bot.review.replies import handback_events, staff_message, takeover_events
@@ -79,3 +82,14 @@ def test_staff_turns_takeover_markers_and_withheld_answers():
     assert transcript.takeover is None  # handed back
     speakers = [record["speaker"] for record in transcript_records(transcript)]
     assert speakers.count("staff") == 3 and speakers.count("takeover") == 2
+
+
+@pytest.mark.parametrize("raw, minutes", [("", 60.0), ("30", 30.0), ("720", 720.0), ("0", None), ("721", None),
+                                          ("soon", None), ("nan", None)])
+def test_takeover_minutes_setting(monkeypatch, raw, minutes):
+    monkeypatch.setenv("STAFF_TAKEOVER_MINUTES", raw)
+    if minutes is None:
+        with pytest.raises(ConfigError, match="STAFF_TAKEOVER_MINUTES"):
+            config.staff_takeover_minutes()
+    else:
+        assert config.staff_takeover_minutes() == minutes
