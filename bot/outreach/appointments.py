@@ -325,7 +325,11 @@ class AppointmentStore:
             time_zone=values.time_zone, consent=values.consent, status=ACTIVE, version=1,
             created_by=by, created_at=now, updated_by=by, updated_at=now,
         )).inserted_primary_key[0]
-        appointment = self._get(connection, appointment_id)
+        appointment = Appointment(
+            id=appointment_id, phone=values.phone, procedure=values.procedure,
+            starts_at=datetime.fromtimestamp(values.starts_at.timestamp(), tz=timezone.utc),
+            time_zone=values.time_zone, consent=values.consent, status=ACTIVE, version=1, created_by=by,
+            created_at=now, updated_by=by, updated_at=now)
         self._run_hooks(connection, appointment, now)
         return appointment
 
@@ -437,10 +441,13 @@ class AppointmentStore:
             return report
         a = appointments_table.c
         with self.engine.begin() as connection:
+            booked: set[tuple[str, float]] = set()
+            phones = sorted({values.phone for _, values in checked})
+            for start in range(0, len(phones), 500):  # one query per 500 numbers: what is booked already
+                booked.update((row.phone, row.starts_at) for row in connection.execute(
+                    sa.select(a.phone, a.starts_at).where(a.phone.in_(phones[start:start + 500]), a.status == ACTIVE)))
             for line, values in checked:
-                exists = connection.execute(sa.select(a.id).where(
-                    a.phone == values.phone, a.starts_at == values.starts_at.timestamp(), a.status == ACTIVE)).first()
-                if exists:
+                if (values.phone, values.starts_at.timestamp()) in booked:
                     report.duplicates.append(line)
                     continue
                 report.added.append(self._insert(connection, values, by, now).id)
