@@ -276,3 +276,23 @@ def test_a_second_staff_member_sees_who_added_and_changed(app, client, staff_use
     assert "Added by nurse.kim" in page and "last changed by dr.lee" in page and "moved" not in page
     assert {(r.status, r.reason) for r in outbox.messages_for_appointment(booked.id, url=app.extensions[
         "appointments_url"])} == {("cancelled", "no_consent")}
+
+
+@sqlite_only
+def test_a_broken_schedule_file_refuses_changes_with_its_error(app, client, monkeypatch, tmp_path):
+    from bot.outreach import schedule
+
+    broken = tmp_path / "knowledge"
+    broken.mkdir()
+    text = (schedule.schedule_path()).read_text().replace('at: "17:00"', 'at: "5pm"')
+    (broken / "outreach_schedule.yml").write_text(text)
+    monkeypatch.setattr(schedule, "schedule_path", lambda: broken / "outreach_schedule.yml")
+    schedule.schedule.cache_clear()
+    try:
+        response = add(client)
+        page = response.get_data(as_text=True)
+        assert response.status_code == 503 and "Nothing was changed" in page
+        assert "entry &#39;day_before&#39;, field &#39;at&#39;" in page
+        assert store(app).count() == 0
+    finally:
+        schedule.schedule.cache_clear()
