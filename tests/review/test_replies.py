@@ -27,6 +27,7 @@ from bot.messages import HANDBACK_NOTICE, TAKEOVER_NOTICE
 from bot.review import accesslog
 from bot.settings import fill_placeholders
 from bot.vocabulary import SEEK_CARE_KIND, STAFF_MESSAGE_KEY, STAFF_REPLY_KIND
+from tests.channels.browser import axe_violations
 
 pytestmark = [pytest.mark.stack, pytest.mark.server]
 
@@ -266,7 +267,8 @@ def test_send_a_reply_in_a_browser(stack, review, twilio):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            # CSP bypassed only to inject axe-core at the end (the page itself must carry no script: checked)
+            page = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True).new_page()
             page.goto(f"{review.base_url}/conversations/{ref}")
             page.fill("#username", USERNAME)
             page.fill("#password", PASSWORD)
@@ -282,6 +284,9 @@ def test_send_a_reply_in_a_browser(stack, review, twilio):
             assert page.evaluate("document.scripts.length") == 0
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "review-reply.png"), full_page=True)  # README "Replying to patients"
+            page.click("#takeover")  # the form while taken over: hand back instead
+            page.wait_for_selector("#handback")
+            assert axe_violations(page, "main") == []  # WCAG 2.1 A/AA: forms labelled, contrast, landmarks
         finally:
             browser.close()
-    assert [sms.body for sms in twilio.received() if sms.to == phone] == [text]
+    assert [sms.body for sms in twilio.received() if sms.to == phone] == [text, fill_placeholders(TAKEOVER_NOTICE)]
