@@ -197,7 +197,8 @@ def show(appointment_id: int):
     messages = outbox.messages_for_appointment(appointment.id, url=_url()) if outbox else None
     _record("view_appointment", appointment.phone, f"appointment {appointment.id}")
     return render_template("appointment.html", a=appointment, messages=messages, conversation_ref=_ref(appointment),
-                           status_labels=MESSAGE_STATUS_LABELS, reason_labels=REASON_LABELS)
+                           opted_out=_opted_out(appointment.phone), status_labels=MESSAGE_STATUS_LABELS,
+                           reason_labels=REASON_LABELS)
 
 
 @appointment_pages.route("/appointments/<int:appointment_id>/edit", methods=["GET", "POST"])
@@ -299,6 +300,20 @@ def _url() -> str:
 
 def _stamp(appointment: ap.Appointment) -> str:
     return f"{appointment.version}:{appointment.updated_at:.6f}"
+
+
+def _opted_out(phone: str) -> bool | None:
+    """Whether the patient texted STOP (the SMS channel's record, as the outreach worker reads it); None: unknown."""
+    try:
+        reader = current_app.extensions.get("sms_opt_outs")
+        if reader is None:
+            from bot.outreach.worker import OptOutReader
+
+            reader = current_app.extensions["sms_opt_outs"] = OptOutReader(config.sms_state_db_url())
+        return reader.is_opted_out(phone)
+    except Exception:  # noqa: BLE001 - the page shows without it when the record cannot be read
+        logger.exception("SMS opt-out record unreadable")
+        return None
 
 
 def _ctx_ref(phone: str) -> int | None:

@@ -296,3 +296,14 @@ def test_a_broken_schedule_file_refuses_changes_with_its_error(app, client, monk
         assert store(app).count() == 0
     finally:
         schedule.schedule.cache_clear()
+
+
+@sqlite_only
+def test_a_patient_who_texted_stop_is_shown_as_such(app, client, review_env):
+    from bot.channels.sms import SmsStateStore
+
+    add(client)
+    booked = store(app).list_appointments()[0]
+    assert "Texted STOP" not in client.get(f"/appointments/{booked.id}").get_data(as_text=True)
+    SmsStateStore(review_env["tracker"], redis_url="").set_opted_out(booked.phone, True)  # what STOP records
+    assert "Texted STOP: no texts" in client.get(f"/appointments/{booked.id}").get_data(as_text=True)
