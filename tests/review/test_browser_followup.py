@@ -23,12 +23,33 @@ def queued(tracker_url) -> str:
     return tracker_url
 
 
+@pytest.fixture
+def alerts(tmp_path, monkeypatch):
+    """bot.alerts' outbox: the emergency's SMS to the on-call phone failed, the urgent one's e-mail went out."""
+    import time
+
+    from bot.alerts.detect import Escalation
+    from bot.alerts.store import AlertStore
+
+    monkeypatch.setenv("ALERTS_DB_URL", f"sqlite:///{tmp_path / 'alerts.db'}")
+    outbox = AlertStore()
+    outbox.record(Escalation("e1", EMERGENCY, "emergency", ("saddle_numbness",), "sms", time.time()), ["sms"])
+    outbox.record(Escalation("u1", by_key("web_urgent_xss").sender_id, "urgent", ("fever",), "socketio", time.time()),
+                  ["email"])
+    for delivery in outbox.due():
+        assert outbox.claim(delivery)
+        if delivery.method == "sms":
+            outbox.mark_failed_attempt(delivery, "Twilio answered 500", max_attempts=1, base_delay_s=1)
+        else:
+            outbox.mark_sent(delivery)
+
+
 def open_count(page) -> int:
     text = page.locator(".nav .nav-count").inner_text()
     return int(re.search(r"\d+", text).group(0))
 
 
-def test_staff_acknowledge_note_and_resolve_a_queued_escalation(queued, live_app, browser, backend):  # noqa: F811
+def test_staff_acknowledge_note_and_resolve_a_queued_escalation(queued, alerts, live_app, browser, backend):  # noqa: F811
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     page = context.new_page()
     dialogs: list[str] = []
@@ -48,9 +69,8 @@ def test_staff_acknowledge_note_and_resolve_a_queued_escalation(queued, live_app
     assert "+1•••••4567" in first.inner_text() and EMERGENCY not in page.content()
     opened = open_count(page)
     assert opened == rows.count()
-    if backend == "sqlite":
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "followup-queue.png"), full_page=True)
+    assert first.locator(".fu-alert-failed").inner_text() == "Alert failed"  # staff were not told: it stands out
+    assert rows.nth(1).locator(".fu-alert").inner_text() == "Alert sent"
 
     # acknowledge: the row says who, the open count drops on every page
     item_id = first.get_attribute("id")
@@ -61,6 +81,9 @@ def test_staff_acknowledge_note_and_resolve_a_queued_escalation(queued, live_app
     assert row.locator(".fu-state").inner_text() == "Acknowledged"
     assert f"by {USERNAME}" in row.locator(".fu-status").inner_text()
     assert open_count(page) == opened - 1
+    if backend == "sqlite":
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "followup-queue.png"), full_page=True)
     page.click("nav >> text=Dashboard")
     assert open_count(page) == opened - 1
     page.click("nav >> text=Needs follow-up")
