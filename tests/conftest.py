@@ -39,6 +39,32 @@ def bot_stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def staff_twilio():
+    """The Twilio REST API stand-in that staff replies and takeover notices go to (bot.devtools.alert_sinks)."""
+    from bot.devtools.alert_sinks import FakeTwilio
+    from bot.devtools.twilio_requests import TEST_AUTH_TOKEN
+
+    with FakeTwilio(auth_token=TEST_AUTH_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def staff_stack(tmp_path_factory, staff_twilio):
+    """The real bot with SMS sending set up, shared by the takeover (tests/channels) and reply (tests/review) tests."""
+    from bot.devtools.stack import BotStack
+    from bot.review.replies import RasaApi
+
+    db = tmp_path_factory.mktemp("staff-stack") / "tracker.db"
+    stack = BotStack(env={"TRACKER_DB_URL": f"sqlite:///{db}", "TWILIO_WEBHOOK_URL": "", **staff_twilio.env()})
+    stack.start()
+    stack.tracker_url = f"sqlite:///{db}"
+    stack.sms_url = f"{stack.url}/webhooks/sms/webhook"
+    stack.api = RasaApi(stack.url, stack.token)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
 def postgres_server_url() -> str | None:
     """URL of a reachable PostgreSQL (found or started by scripts/ensure_postgres.sh), or None."""
     if os.environ.get("REVIEW_TEST_POSTGRES", "1") == "0":

@@ -16,9 +16,9 @@ import pytest
 from bot.channels.guard import seek_care_message
 from bot.devtools.red_flags import RED_FLAG, sms_wordings
 from bot.devtools.socketio_client import MiniSocketIO
-from bot.devtools.twilio_requests import TEST_AUTH_TOKEN, new_phone, post_sms, twilio_params
+from bot.devtools.twilio_requests import new_phone, post_sms, twilio_params
 from bot.messages import TAKEOVER_NOTICE
-from bot.review.replies import RasaApi, handback_events, staff_message, takeover_events
+from bot.review.replies import handback_events, staff_message, takeover_events
 from bot.settings import fill_placeholders
 from bot.vocabulary import CHANNEL_REST, SEEK_CARE_KIND, STAFF_NOTICE_KIND, STAFF_REPLY_KIND
 
@@ -28,25 +28,14 @@ QUESTION = "will the injection hurt?"
 STAFF = "nurse.kim"
 
 
-@pytest.fixture(scope="module")
-def twilio():
-    from bot.devtools.alert_sinks import FakeTwilio
-
-    with FakeTwilio(auth_token=TEST_AUTH_TOKEN) as fake:
-        yield fake
+@pytest.fixture
+def twilio(staff_twilio):
+    return staff_twilio
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, twilio):
-    from bot.devtools.stack import BotStack
-
-    db = tmp_path_factory.mktemp("takeover") / "tracker.db"
-    stack = BotStack(env={"TRACKER_DB_URL": f"sqlite:///{db}", "TWILIO_WEBHOOK_URL": "", **twilio.env()})
-    stack.start()
-    stack.sms_url = f"{stack.url}/webhooks/sms/webhook"
-    stack.api = RasaApi(stack.url, stack.token)
-    yield stack
-    stack.stop()
+@pytest.fixture
+def stack(staff_stack):
+    return staff_stack
 
 
 def seek_care_levels(messages: list[dict]) -> list[str]:

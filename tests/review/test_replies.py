@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 
 from bot.devtools.red_flags import RED_FLAG
 from bot.devtools.socketio_client import MiniSocketIO
-from bot.devtools.twilio_requests import TEST_AUTH_TOKEN, new_phone, post_sms, twilio_params
+from bot.devtools.twilio_requests import new_phone, post_sms, twilio_params
 from bot.messages import HANDBACK_NOTICE, TAKEOVER_NOTICE
 from bot.review import accesslog
 from bot.settings import fill_placeholders
@@ -40,24 +40,13 @@ CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture(scope="module")
-def twilio():
-    from bot.devtools.alert_sinks import FakeTwilio
-
-    with FakeTwilio(auth_token=TEST_AUTH_TOKEN) as fake:
-        yield fake
+def twilio(staff_twilio):
+    return staff_twilio
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, twilio):
-    from bot.devtools.stack import BotStack
-
-    db = tmp_path_factory.mktemp("replies") / "tracker.db"
-    stack = BotStack(env={"TRACKER_DB_URL": f"sqlite:///{db}", "TWILIO_WEBHOOK_URL": "", **twilio.env()})
-    stack.start()
-    stack.tracker_url = f"sqlite:///{db}"
-    stack.sms_url = f"{stack.url}/webhooks/sms/webhook"
-    yield stack
-    stack.stop()
+def stack(staff_stack):
+    return staff_stack
 
 
 @pytest.fixture(scope="module")
