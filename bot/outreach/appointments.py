@@ -243,8 +243,9 @@ def parse_consent(raw: str | bool) -> bool:
 
 
 def check_values(phone: str, procedure: str, day: str, at: str, time_zone: str, consent: str | bool,
-                 now: float | None = None) -> AppointmentInput:
-    """Check raw values (form fields, a CSV row, CLI options); AppointmentError names every bad field."""
+                 now: float | None = None, past_start: datetime | None = None) -> AppointmentInput:
+    """Check raw values (form fields, a CSV row, CLI options); AppointmentError names every bad field.
+    A start in the past is refused, except `past_start` (an appointment's own time, kept while changing the rest)."""
     problems: dict[str, str] = {}
     values: dict = {}
     try:
@@ -275,7 +276,8 @@ def check_values(phone: str, procedure: str, day: str, at: str, time_zone: str, 
         except ValueError as error:
             problems["time"] = str(error)
         else:
-            if values["starts_at"].timestamp() <= (time.time() if now is None else now):
+            if values["starts_at"].timestamp() <= (time.time() if now is None else now) \
+                    and values["starts_at"] != past_start:
                 problems["date"] = "is in the past"
     try:
         values["consent"] = parse_consent(consent)

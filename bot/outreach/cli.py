@@ -151,7 +151,8 @@ def cmd_change(args: argparse.Namespace) -> int:
         values = ap.check_values(args.phone or current.phone, args.procedure or current.procedure,
                                  args.date or local.date().isoformat(), args.time or local.strftime("%H:%M"),
                                  args.time_zone or current.time_zone,
-                                 args.consent if args.consent else ("yes" if current.consent else "no"))
+                                 args.consent if args.consent else ("yes" if current.consent else "no"),
+                                 past_start=current.starts_at)
         changed = store.update(current.id, values, _user())
     except ap.AppointmentError as error:
         return _problems(error)

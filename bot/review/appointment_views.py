@@ -129,9 +129,11 @@ def _form_values(form) -> dict[str, str]:
             for name in ("phone", "procedure", "date", "time", "time_zone", "consent")}
 
 
-def _check(values: dict[str, str]) -> ap.AppointmentInput:
+def _check(values: dict[str, str], current: ap.Appointment | None = None) -> ap.AppointmentInput:
+    """Checked form values; an appointment already under way or past may still change its other values."""
     return ap.check_values(values["phone"], values["procedure"], values["date"], values["time"],
-                           values["time_zone"], "yes" if values["consent"] == "yes" else "no")
+                           values["time_zone"], "yes" if values["consent"] == "yes" else "no",
+                           past_start=current.starts_at if current else None)
 
 
 def _values_of(appointment: ap.Appointment) -> dict[str, str]:
@@ -214,7 +216,7 @@ def edit(appointment_id: int):
         flash("Someone changed this appointment while you were editing it. Check it and try again.", "warning")
         return redirect(url_for("appointments.show", appointment_id=appointment.id))
     try:
-        changed = _store().update(appointment.id, _check(values), g.user.username)
+        changed = _store().update(appointment.id, _check(values, appointment), g.user.username)
     except ap.AppointmentError as error:
         return _render_form(values, error.problems, appointment, status=400)
     except DataFileError as error:

@@ -106,6 +106,14 @@ def test_a_time_skipped_by_the_clock_change_and_a_past_time_are_refused():
     with pytest.raises(ap.AppointmentError) as caught:
         values(day="2026-02-27")
     assert caught.value.problems == {"date": "is in the past"}
+    own_time = values(day="2026-03-15").starts_at  # a booked appointment keeps its time once it has passed
+    later = datetime(2026, 3, 20, tzinfo=timezone.utc).timestamp()
+    kept = ap.check_values("312 555 0142", "lumbar", "2026-03-15", "09:30", "America/Chicago", "no", now=later,
+                           past_start=own_time)
+    assert kept.starts_at == own_time and not kept.consent
+    with pytest.raises(ap.AppointmentError):  # but it cannot be moved to another past time
+        ap.check_values("312 555 0142", "lumbar", "2026-03-16", "09:30", "America/Chicago", "no", now=later,
+                        past_start=own_time)
 
 
 # --- the store ------------------------------------------------------------------------------------------

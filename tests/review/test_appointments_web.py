@@ -307,3 +307,23 @@ def test_a_patient_who_texted_stop_is_shown_as_such(app, client, review_env):
     assert "Texted STOP" not in client.get(f"/appointments/{booked.id}").get_data(as_text=True)
     SmsStateStore(review_env["tracker"], redis_url="").set_opted_out(booked.phone, True)  # what STOP records
     assert "Texted STOP: no texts" in client.get(f"/appointments/{booked.id}").get_data(as_text=True)
+
+
+@sqlite_only
+def test_an_appointment_already_past_can_still_change_consent_but_not_move_into_the_past(app, client):
+    now = time.time()
+    start = datetime.fromtimestamp(now - 86400, ZoneInfo(ZONE))
+    values = ap.check_values("3125550142", "lumbar", start.date().isoformat(), start.strftime("%H:%M"), ZONE, "yes",
+                             now=now - 5 * 86400)
+    booked = store(app).add(values, "nurse.kim", now=now - 5 * 86400)
+    page = client.get(f"/appointments/{booked.id}/edit").get_data(as_text=True)
+    stamp = re.search(r'name="stamp" value="([^"]+)"', page).group(1)
+    fields = {"date": start.date().isoformat(), "time": start.strftime("%H:%M"), "stamp": stamp}
+    earlier = client.post(f"/appointments/{booked.id}/edit", data=form(
+        client, f"/appointments/{booked.id}/edit", **{**fields, "time": "00:00" if start.hour else "00:01"}))
+    assert earlier.status_code == 400 and "Is in the past" in earlier.get_data(as_text=True)
+    kept = client.post(f"/appointments/{booked.id}/edit", data=form(
+        client, f"/appointments/{booked.id}/edit", consent="", **fields))
+    assert kept.status_code == 302
+    changed = store(app).get(booked.id)
+    assert not changed.consent and changed.version == 1 and changed.starts_at == booked.starts_at
