@@ -116,3 +116,37 @@ def test_staff_acknowledge_note_and_resolve_a_queued_escalation(queued, alerts, 
     assert "Acknowledged a follow-up" in log and "Resolved a follow-up" in log and "Added a follow-up note" in log
     assert dialogs == [] and page.evaluate("document.scripts.length") == 0
     context.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the SQL side: test_labels.py, both backends
+def test_staff_label_an_unanswered_message_in_a_browser(queued, live_app, browser, backend):  # noqa: F811
+    """Learning: the unanswered message gets "Not in our knowledge", leaves the to-do list, and the dashboard
+    counts it."""
+    from tests.review.followup_data import DECLINED_TEXT
+
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_app}/learning")
+    page.fill("#username", USERNAME)
+    page.fill("#password", PASSWORD)
+    page.click("form.stack button[type=submit]")
+    page.wait_for_url("**/learning")
+    row = page.locator("tr", has_text=DECLINED_TEXT)
+    assert row.count() == 1
+    before = page.locator(".lb-table tbody tr").count()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "learning.png"), full_page=True)
+    row.locator("select").select_option("not_in_knowledge")
+    row.locator("button[type=submit]").click()
+    page.wait_for_load_state()
+    assert "Labelled as “Not in our knowledge”" in page.locator(".notice-info").inner_text()
+    assert page.locator("tr", has_text=DECLINED_TEXT).count() == 0
+    assert page.locator(".lb-table tbody tr").count() == before - 1
+    page.select_option("#l-state", "labelled")
+    page.click("text=Show")
+    page.wait_for_url("**state=labelled**")
+    assert f"Labelled by {USERNAME}" in page.locator("tr", has_text=DECLINED_TEXT).inner_text()
+    page.click("nav >> text=Dashboard")
+    assert re.search(r"\b1\b of \d+ unanswered messages labelled", page.locator(".lb-labelled").inner_text())
+    page.screenshot(path=str(ARTIFACTS / "learning-dashboard.png"), full_page=True)
+    context.close()
