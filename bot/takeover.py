@@ -28,7 +28,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bot.vocabulary import SEEK_CARE_KIND, SLOT_STAFF_TAKEOVER, STAFF_MESSAGE_KEY, SYMPTOM_CHECK_KIND, TRIAGE_LEVELS
+from bot.vocabulary import (
+    OUTREACH_MESSAGE_KEY,
+    SEEK_CARE_KIND,
+    SLOT_STAFF_TAKEOVER,
+    STAFF_MESSAGE_KEY,
+    SYMPTOM_CHECK_KIND,
+    TRIAGE_LEVELS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +93,15 @@ def message_kind(message: dict[str, Any]) -> str | None:
     return None
 
 
+def _marked(message: dict[str, Any], key: str) -> bool:
+    """The bot event's metadata has `key` (merged into the message, or still under `metadata`)."""
+    metadata = message.get("metadata")
+    return bool(message.get(key)) or bool(isinstance(metadata, dict) and metadata.get(key))
+
+
 def is_staff_message(message: dict[str, Any]) -> bool:
     """A message staff wrote or sent (reply, takeover notice): marked in the bot event's metadata."""
-    return bool(message.get(STAFF_MESSAGE_KEY)) or bool(
-        isinstance(message.get("metadata"), dict) and message["metadata"].get(STAFF_MESSAGE_KEY)
-    )
+    return _marked(message, STAFF_MESSAGE_KEY)
 
 
 def is_safety_message(message: dict[str, Any]) -> bool:
@@ -99,8 +110,9 @@ def is_safety_message(message: dict[str, Any]) -> bool:
 
 
 def withheld_during_takeover(message: dict[str, Any]) -> bool:
-    """True for a bot message that a takeover holds back: anything but safety messages and staff messages."""
-    return not is_safety_message(message) and not is_staff_message(message)
+    """True for a bot message that a takeover holds back: anything but safety messages and the messages sent
+    outside a patient's turn (staff messages; reminder and check-in texts, which the outreach worker sends)."""
+    return not is_safety_message(message) and not is_staff_message(message) and not _marked(message, OUTREACH_MESSAGE_KEY)
 
 
 class TakeoverLookup:

@@ -58,6 +58,7 @@ def test_staff_turns_takeover_markers_and_withheld_answers():
         patient("i cant feel my legs", now - 20),
         bot("Call 911 now.", now - 19, utter_action="utter_seek_care_emergency"),  # SMS wording: no marker
         at(staff_message("We are calling you.", STAFF_REPLY_KIND, "nurse.kim"), now - 15),
+        bot("Reminder: your injection is tomorrow.", now - 12, outreach={"kind": "reminder"}),  # sent by the worker
         at(handed, now - 10), at(back_notice, now - 10),
         patient("will it hurt?", now - 5), bot("Most people feel pressure.", now - 4),
     ]
@@ -74,6 +75,7 @@ def test_staff_turns_takeover_markers_and_withheld_answers():
         ("patient", "i cant feel my legs", None),
         ("bot", "Call 911 now.", None),
         ("staff", "We are calling you.", "Sent by staff: nurse.kim"),
+        ("bot", "Reminder: your injection is tomorrow.", None),
         ("takeover", "", "Handed back to the assistant"),
         ("staff", back_notice["text"], "Sent by staff: nurse.kim"),
         ("patient", "will it hurt?", None),
