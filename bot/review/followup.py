@@ -386,6 +386,11 @@ class OpenCount:
         with self._lock:
             self._value = None
 
+    def prime(self, value: int) -> None:
+        """A count the queue page has just computed anyway (so its navigation does not compute it twice)."""
+        with self._lock:
+            self._value, self._at = value, time.monotonic()
+
 
 # --- staff actions --------------------------------------------------------------------------------------
 class ActionRefused(ValueError):

@@ -46,6 +46,7 @@ def queue():
     filters = followup.QueueFilters.parse(request.args)
     page_number = _page(request.args.get("page"))
     result = followup.read_queue(_ctx().store, _ctx().review_db, filters, page_number, PER_PAGE)
+    current_app.extensions["followup_open"].prime(result.counts["open"])
     followup.accesslog.record(_ctx().review_db, g.user.username, "view_followup",
                               detail=f"{filters.describe()}; page {page_number}", ip=_ip())
     params = filters.as_params()

@@ -307,6 +307,8 @@ def test_open_count_is_cached_briefly_and_refreshed_by_actions(app, queued):
     assert counter.get(store_of(app), review_db(app)) == first  # cached
     counter.invalidate()
     assert counter.get(store_of(app), review_db(app)) == first + 1
+    counter.prime(99)
+    assert counter.get(store_of(app), review_db(app)) == 99
 
 
 def test_alert_delivery_status_shows_in_the_queue(app, client, queued, tmp_path, monkeypatch):
