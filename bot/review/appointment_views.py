@@ -295,6 +295,13 @@ def no_reply():
     return render_template("appointments_no_reply.html", items=items, window_h=window_h, refs=refs, now=now)
 
 
+@appointment_pages.errorhandler(413)
+def too_large(error):
+    return render_template("error.html", title="File too large",
+                           message="A file imported here may be up to 64 kB (about 1,000 rows). Split it, or import "
+                                   "it with: python -m bot.outreach import FILE"), 413
+
+
 # --- helpers -------------------------------------------------------------------------------------------
 def _url() -> str:
     return current_app.extensions["appointments_url"]

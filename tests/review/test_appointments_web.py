@@ -327,3 +327,14 @@ def test_an_appointment_already_past_can_still_change_consent_but_not_move_into_
     assert kept.status_code == 302
     changed = store(app).get(booked.id)
     assert not changed.consent and changed.version == 1 and changed.starts_at == booked.starts_at
+
+
+@sqlite_only
+def test_a_file_over_the_upload_limit_gets_a_page_that_says_what_to_do(app, client):
+    token = csrf_token(client.get("/appointments/import").get_data(as_text=True))
+    rows = "".join(f"312555{1000 + n:04d},lumbar,{local_day(8)},09:30,{ZONE},yes\n" for n in range(1500))
+    response = client.post("/appointments/import", data={
+        "csrf_token": token, "file": (io.BytesIO((HEADER + rows).encode()), "big.csv")},
+        content_type="multipart/form-data")
+    assert response.status_code == 413 and "python -m bot.outreach import FILE" in response.get_data(as_text=True)
+    assert store(app).count() == 0
