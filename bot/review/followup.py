@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import weakref
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ followup_actions = sa.Table(
 )
 
 _ready: weakref.WeakSet[Engine] = weakref.WeakSet()
+_ACT_LOCK = threading.Lock()
 
 
 def ensure_tables(engine: Engine) -> None:
@@ -418,17 +420,21 @@ def act(store: ConversationStore, review_db: Engine, username: str, sender_id: s
     if not 0 < trigger <= item.trigger_id:
         raise BadParameter(["The follow-up item does not match this conversation."])
     newer = trigger < item.trigger_id
-    state_then = item.state
-    if newer:  # the state of what staff saw, not of the newer trigger
-        earlier = QueueItem(item.ref, sender_id, item.reasons, trigger, item.trigger_at, item.channel, 0)
-        apply_history(earlier, _history(review_db, [sender_id]).get(sender_id, []))
-        state_then = earlier.state
-    if state_then not in ALLOWED_FROM[action]:
-        who = item.last("acknowledge" if state_then == "acknowledged" else "resolve")
-        by = f" by {who.username}" if who else ""
-        raise ActionRefused(f"Already {STATE_LABELS[state_then].lower()}{by}; nothing was changed.")
     ensure_tables(review_db)
-    with review_db.begin() as connection:
+    # Check and record in one step, so two staff clicking "Acknowledge" at once do not both succeed: a
+    # process lock (waitress threads), plus a transaction-scoped advisory lock on PostgreSQL (several processes).
+    with _ACT_LOCK, review_db.begin() as connection:
+        if review_db.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": zlib.crc32(sender_id.encode("utf-8"))})
+        rows = connection.execute(sa.select(followup_actions).where(followup_actions.c.sender_id == sender_id)
+                                  .order_by(followup_actions.c.id)).all()
+        seen = QueueItem(item.ref, sender_id, item.reasons, trigger, item.trigger_at, item.channel, 0)
+        apply_history(seen, rows)  # the state of what staff saw (an older trigger when something newer came)
+        if seen.state not in ALLOWED_FROM[action]:
+            who = seen.last("acknowledge" if seen.state == "acknowledged" else "resolve")
+            by = f" by {who.username}" if who else ""
+            raise ActionRefused(f"Already {STATE_LABELS[seen.state].lower()}{by}; nothing was changed.")
         connection.execute(followup_actions.insert().values(
             sender_id=sender_id, trigger_id=trigger, action=action, state=ACTIONS[action], username=username[:80],
             at=time.time(), note=note or None))

@@ -368,3 +368,47 @@ def test_the_queue_from_the_terminal(app, queued, capsys):
     assert main(["follow-up", "--from", "2024-13-01"]) == 2
     assert any(entry.action == "view_followup" and entry.username.startswith("cli:")
                for entry in accesslog.read(review_db(app), limit=20)[0])
+
+
+def test_two_staff_acknowledging_at_once_one_is_told_the_other_has_it(app, queued, backend, monkeypatch):
+    """On PostgreSQL the database lock alone must hold (several review-app processes share one database)."""
+    import contextlib
+    import threading
+
+    if backend == "postgresql":
+        monkeypatch.setattr(followup, "_ACT_LOCK", contextlib.nullcontext())
+    trigger = item_of(app, EMERGENCY_SENDER).trigger_id
+    # widen the race: each action, once it has read the history, waits (briefly) for the other to read it too;
+    # without a lock both would see "open" and both would be recorded
+    both_read = threading.Barrier(2, timeout=1.5)
+    original = followup.apply_history
+
+    def apply_then_wait(item, rows):
+        original(item, rows)
+        if item.patient_turns == 0:  # the check inside act(), not the page's item
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_read.wait()
+
+    monkeypatch.setattr(followup, "apply_history", apply_then_wait)
+    barrier = threading.Barrier(2)
+    results: list[tuple[str, str]] = []
+
+    def acknowledge(name: str) -> None:
+        barrier.wait()
+        try:
+            followup.act(store_of(app), review_db(app), name, EMERGENCY_SENDER, "acknowledge", trigger)
+            results.append(("ok", name))
+        except followup.ActionRefused as refused:
+            results.append(("refused", str(refused)))
+
+    threads = [threading.Thread(target=acknowledge, args=(name,)) for name in ("nurse.a", "nurse.b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(kind for kind, _ in results) == ["ok", "refused"]
+    winner = next(name for kind, name in results if kind == "ok")
+    assert next(text for kind, text in results if kind == "refused") == \
+        f"Already acknowledged by {winner}; nothing was changed."
+    assert [(entry.action, entry.username) for entry in item_of(app, EMERGENCY_SENDER).history] == \
+        [("acknowledge", winner)]
