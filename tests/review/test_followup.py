@@ -119,6 +119,7 @@ def test_queue_holds_escalated_flagged_and_unanswered_most_severe_then_newest(ap
     assert all(item.state == "open" for item in items)
 
 
+@SQLITE_ONLY
 def test_landing_page_is_the_queue_with_the_open_count_on_every_page(app, client, queued):
     assert client.get("/").headers["Location"].endswith("/follow-up")
     assert client.get("/login").headers["Location"].endswith("/follow-up")
@@ -311,6 +312,7 @@ def test_open_count_is_cached_briefly_and_refreshed_by_actions(app, queued):
     assert counter.get(store_of(app), review_db(app)) == 99
 
 
+@SQLITE_ONLY
 def test_alert_delivery_status_shows_in_the_queue(app, client, queued, tmp_path, monkeypatch):
     """bot.alerts' outbox (ALERTS_DB_URL): a failed alert stands out on its conversation's row."""
     from bot.alerts.detect import Escalation
@@ -330,6 +332,7 @@ def test_alert_delivery_status_shows_in_the_queue(app, client, queued, tmp_path,
     assert "Alert pending" in row[:row.index("</tr>")]
 
 
+@SQLITE_ONLY
 def test_the_transcript_shows_the_follow_up_state_and_alert_status(app, client, queued, tmp_path, monkeypatch):
     from bot.alerts.detect import Escalation
     from bot.alerts.store import AlertStore

@@ -182,6 +182,7 @@ def test_export_training_writes_nlu_examples_and_cases_once(app, client, queued,
     assert any(entry.action == "export_training" and entry.username.startswith("cli:") for entry in log)
 
 
+@SQLITE_ONLY
 def test_export_skips_duplicates_and_masks_phone_numbers(app, client, queued, export_paths, capsys):
     from tests.review.followup_data import insert, user_row
 
@@ -274,6 +275,7 @@ def test_exported_cases_pass_when_the_bot_gives_the_labelled_answer():
             assert any(word in reply for word in words), (topic, procedure, words)
 
 
+@SQLITE_ONLY
 def test_export_skips_purged_messages_and_removed_topics(app, client, queued, export_paths):
     """A message deleted by the retention purge, or a label whose knowledge entry was removed, is skipped and
     settled; the others are still exported."""
