@@ -208,7 +208,8 @@ def main() -> None:
     print(f"\nheld-out intent accuracy, Rasa default pipeline: {default_pipeline_accuracy():.3f}")
     print_encoder_costs()
     for script in ("bench_triage.py", "bench_channels.py", "bench_review.py", "bench_reply_path.py",
-                   "bench_faults.py", "bench_cluster.py", "bench_takeover.py", "bench_followup.py", "bench_alerts.py"):
+                   "bench_faults.py", "bench_cluster.py", "bench_takeover.py", "bench_followup.py", "bench_alerts.py",
+                   "bench_outreach.py"):
         path = ROOT / "scripts" / script
         if path.exists():
             print(f"\n== {script}")

@@ -27,14 +27,17 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from bot.config import outreach_db_url
 from bot.outreach.appointments import Appointment, add_change_hook, appointments_table
 from bot.outreach.db import metadata, outreach_engine
 from bot.outreach.schedule import CHECKIN, REMINDER, Schedule
 from bot.outreach.schedule import schedule as current_schedule
+from bot.privacy import private_sqlite_file
 
 PENDING, SENDING, SENT, DELIVERED, FAILED, CANCELLED = "pending", "sending", "sent", "delivered", "failed", "cancelled"
 STATUSES = (PENDING, SENDING, SENT, DELIVERED, FAILED, CANCELLED)
@@ -173,33 +176,55 @@ def _on_appointment_change(connection: Connection, appointment: Appointment, now
 add_change_hook(_on_appointment_change)
 
 
+@lru_cache(maxsize=8)
+def outbox_engine(url: str) -> Engine:
+    """The worker's engine. On SQLite: pooled connections and write-ahead logging, because a connection opened
+    per transaction (SQLAlchemy's default for SQLite files) checkpoints and syncs the file on every close:
+    ~17 ms per claim instead of ~4 ms (scripts/bench_outreach.py). Other databases: bot.outreach.db's engine."""
+    if not url.startswith("sqlite"):
+        return outreach_engine(url, create=False)
+    private_sqlite_file(url)
+    engine = sa.create_engine(url, future=True, poolclass=sa.pool.QueuePool, pool_size=8, max_overflow=8,
+                              connect_args={"timeout": 15, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _write_ahead_log(dbapi_connection, _record) -> None:  # noqa: ANN001 - sqlite3 connection
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; kept by the file
+        cursor.close()
+
+    return engine
+
+
 class Outbox:
     """The outbox in OUTREACH_DB_URL (or `url`); planning, claiming and recording for the worker."""
 
     def __init__(self, url: str | None = None, engine: Engine | None = None, create: bool = True):
-        self.engine = engine or outreach_engine(url, create=create)
+        self.engine = engine or outbox_engine(url or outreach_db_url())
+        if create:
+            metadata.create_all(self.engine)
 
     # --- planning (the worker's catch-up; changes made through bot.outreach.appointments plan at once) -----
-    def plan_changed(self, since: float, schedule: Schedule, now: float, batch: int = 500) -> tuple[int, float]:
-        """Plan every appointment changed at or after `since` (and not long past); (rows added, the new `since`)."""
+    def plan_changed(self, since: tuple[float, int], schedule: Schedule, now: float,
+                     batch: int = 500) -> tuple[int, tuple[float, int]]:
+        """Plan the appointments changed after the cursor `since` = (updated_at, id), skipping those long past;
+        (rows added, the new cursor). (0.0, 0) plans every appointment: a restart or a changed schedule file."""
         from bot.outreach.appointments import ACTIVE_LOOKBACK, _from_row
 
         a = appointments_table.c
-        added, high = 0, since
-        last_id = 0
+        added, cursor = 0, since
         while True:
             with self.engine.begin() as connection:
                 rows = connection.execute(
-                    sa.select(appointments_table).where(a.updated_at >= since, a.id > last_id,
-                                                        a.starts_at >= now - ACTIVE_LOOKBACK.total_seconds())
-                    .order_by(a.id).limit(batch)).all()
-                if not rows:
-                    break
+                    sa.select(appointments_table)
+                    .where(sa.or_(a.updated_at > cursor[0], sa.and_(a.updated_at == cursor[0], a.id > cursor[1])),
+                           a.starts_at >= now - ACTIVE_LOOKBACK.total_seconds())
+                    .order_by(a.updated_at, a.id).limit(batch)).all()
                 for row in rows:
                     added += plan_appointment(connection, _from_row(row), schedule, now)
-                    high = max(high, row.updated_at)
-                last_id = rows[-1].id
-        return added, high
+            if not rows:
+                return added, cursor
+            cursor = (rows[-1].updated_at, rows[-1].id)
 
     # --- claiming -----------------------------------------------------------------------------------------
     def due(self, now: float, limit: int = 200) -> list[OutreachMessage]:
@@ -218,51 +243,66 @@ class Outbox:
         with self.engine.connect() as connection:
             return connection.execute(sa.select(sa.func.min(m.due_at)).where(m.status == PENDING)).scalar()
 
-    def claim(self, message: OutreachMessage, worker_id: str, now: float) -> bool:
-        """Take the row for this worker (one conditional UPDATE: of two workers exactly one wins)."""
+    def claim_many(self, messages: Iterable[OutreachMessage], worker_id: str, now: float) -> list[OutreachMessage]:
+        """Take rows for this worker, one conditional UPDATE each (status and attempts still as read: of two
+        workers exactly one wins a row), in one transaction; the rows won."""
         m = messages_table.c
+        won = []
         with self.engine.begin() as connection:
-            claimed = connection.execute(
-                messages_table.update()
-                .where(m.id == message.id, m.status == message.status, m.attempts == message.attempts)
-                .values(status=SENDING, attempts=message.attempts + 1, claimed_by=worker_id,
-                        claim_expires_at=now + CLAIM_S, updated_at=now)).rowcount
-        return claimed == 1
+            for message in messages:
+                claimed = connection.execute(
+                    messages_table.update()
+                    .where(m.id == message.id, m.status == message.status, m.attempts == message.attempts)
+                    .values(status=SENDING, attempts=message.attempts + 1, claimed_by=worker_id,
+                            claim_expires_at=now + CLAIM_S, updated_at=now)).rowcount
+                if claimed == 1:
+                    won.append(message)
+        return won
 
-    def appointment_of(self, message: OutreachMessage) -> Appointment | None:
+    def claim(self, message: OutreachMessage, worker_id: str, now: float) -> bool:
+        return bool(self.claim_many([message], worker_id, now))
+
+    def appointments_by_id(self, ids: Iterable[int]) -> dict[int, Appointment]:
         from bot.outreach.appointments import _from_row
 
+        ids = sorted(set(ids))
+        if not ids:
+            return {}
         with self.engine.connect() as connection:
-            row = connection.execute(sa.select(appointments_table).where(
-                appointments_table.c.id == message.appointment_id)).first()
-        return _from_row(row) if row is not None else None
+            rows = connection.execute(sa.select(appointments_table).where(appointments_table.c.id.in_(ids))).all()
+        return {row.id: _from_row(row) for row in rows}
 
-    def _finish(self, message_id: int, worker_id: str, values: dict) -> bool:
-        """Update a row this worker still holds; False if its claim was taken over meanwhile."""
+    def finish_many(self, outcomes: Iterable[tuple[int, dict]], worker_id: str) -> int:
+        """Record what happened to rows this worker holds, in one transaction; the number recorded (a row whose
+        claim another worker took over meanwhile is left to it)."""
         m = messages_table.c
+        done = 0
         with self.engine.begin() as connection:
-            return connection.execute(messages_table.update().where(
-                m.id == message_id, m.status == SENDING, m.claimed_by == worker_id).values(**values)).rowcount == 1
+            for message_id, values in outcomes:
+                done += connection.execute(messages_table.update().where(
+                    m.id == message_id, m.status == SENDING, m.claimed_by == worker_id).values(**values)).rowcount
+        return done
 
-    def mark_cancelled(self, message: OutreachMessage, worker_id: str, reason: str, now: float) -> bool:
-        return self._finish(message.id, worker_id, dict(status=CANCELLED, reason=reason, claimed_by=None,
-                                                        claim_expires_at=None, updated_at=now))
+    @staticmethod
+    def cancelled(reason: str, now: float) -> dict:
+        return dict(status=CANCELLED, reason=reason, claimed_by=None, claim_expires_at=None, updated_at=now)
 
-    def defer(self, message: OutreachMessage, worker_id: str, due_at: float, now: float,
-              error: str | None = None) -> bool:
+    @staticmethod
+    def deferred(due_at: float, now: float, error: str | None = None) -> dict:
         """Back to pending for later (quiet hours, a failed attempt)."""
         values = dict(status=PENDING, due_at=due_at, claimed_by=None, claim_expires_at=None, updated_at=now)
         if error is not None:
             values["last_error"] = error[:MAX_ERROR_CHARS]
-        return self._finish(message.id, worker_id, values)
+        return values
 
-    def mark_sent(self, message: OutreachMessage, worker_id: str, body: str, sid: str, now: float) -> bool:
-        return self._finish(message.id, worker_id, dict(status=SENT, body=body, twilio_sid=sid or None, sent_at=now,
-                                                        claim_expires_at=None, last_error=None, updated_at=now))
+    @staticmethod
+    def sent(body: str, sid: str, at: float, now: float) -> dict:
+        return dict(status=SENT, body=body, twilio_sid=sid or None, sent_at=at, claim_expires_at=None,
+                    last_error=None, updated_at=now)
 
-    def mark_failed(self, message: OutreachMessage, worker_id: str, error: str, now: float) -> bool:
-        return self._finish(message.id, worker_id, dict(status=FAILED, last_error=error[:MAX_ERROR_CHARS],
-                                                        claim_expires_at=None, updated_at=now))
+    @staticmethod
+    def failed(error: str, now: float) -> dict:
+        return dict(status=FAILED, last_error=error[:MAX_ERROR_CHARS], claim_expires_at=None, updated_at=now)
 
     # --- after sending ------------------------------------------------------------------------------------
     def not_in_tracker(self, limit: int = 200) -> list[OutreachMessage]:

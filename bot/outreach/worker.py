@@ -1,9 +1,9 @@
 """The outreach worker (`python -m bot.outreach.worker`, a supervised part of `make run`).
 
 Every OUTREACH_POLL_S it
-1. plans the messages of appointments changed since its last pass (a full pass at start, so a changed
-   schedule file reaches every booked appointment after a restart; changes made through
-   bot.outreach.appointments are planned at once by the outbox's change hook);
+1. plans the messages of appointments changed since its last pass (every appointment at start and once an
+   hour, so a changed schedule file reaches every booked appointment after a restart; changes made through
+   bot.outreach.appointments are planned at once by the outbox's change hook: this is the safety net);
 2. claims each due row (bot.outreach.outbox: one conditional UPDATE, so two workers never both win), checks
    the appointment once more (still active, same version, consent), the clock (a reminder after the start or
    a check-in a day late is dropped; quiet hours in the patient's zone push it to the next allowed time) and
@@ -14,8 +14,9 @@ Every OUTREACH_POLL_S it
    row waits and is appended on a later pass.
 
 Nothing twice, nothing lost: a worker that dies after claiming leaves a claim that expires (CLAIM_S); the next
-worker asks Twilio whether a message with that text went to that number since the claim (GET Messages.json)
-and records it as sent, or sends it now. The clock is injectable (`clock=`, or `--clock-file` for tests and
+worker asks Twilio whether a message with that text went to that number since it was due (GET Messages.json)
+and records it as sent, or sends it now. A retry after an error (Twilio's answer may have been lost) asks the
+same question first. The clock is injectable (`clock=`, or `--clock-file` for tests and
 the benchmark), so a week of schedule runs in seconds.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import http.client
 import json
 import logging
 import os
@@ -70,7 +72,11 @@ SEND_TIMEOUT_S = 20.0  # one Twilio or Rasa request; well below outbox.CLAIM_S
 MAX_ATTEMPTS = 6  # Twilio unreachable or 5xx: retried after 1, 2, 4, 8, 16 minutes, then `failed`
 RETRY_BASE_S = 60.0
 NOT_IN_SCHEDULE = "not_in_schedule"
-PLAN_MARGIN_S = 5.0  # re-read appointments changed this long before the last pass (clock skew between processes)
+BATCH = 50  # rows claimed and recorded per transaction (a crash leaves at most this many to check with Twilio)
+FULL_PLAN_EVERY_S = 3600.0  # besides the change hook and the cursor, every appointment is planned again this often
+
+
+_connections = threading.local()
 
 
 class SendError(RuntimeError):
@@ -110,25 +116,53 @@ class TwilioAccount:
     def messages_url(self) -> str:
         return f"{self.api_url}/2010-04-01/Accounts/{urllib.parse.quote(self.account_sid)}/Messages.json"
 
+    def _connection(self, fresh: bool = False) -> http.client.HTTPConnection:
+        """This thread's kept-alive connection to Twilio (a TLS handshake per text would cost more than the text)."""
+        connection = getattr(_connections, "twilio", None)
+        if connection is None or fresh or getattr(_connections, "twilio_base", None) != self.api_url:
+            if connection is not None:
+                connection.close()
+            parts = urllib.parse.urlsplit(self.api_url)
+            kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+            connection = kind(parts.netloc, timeout=SEND_TIMEOUT_S)
+            _connections.twilio, _connections.twilio_base = connection, self.api_url
+        return connection
+
     def _call(self, url: str, data: bytes | None = None) -> dict[str, Any]:
         credentials = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
-        headers = {"Authorization": f"Basic {credentials}"}
+        headers = {"Authorization": f"Basic {credentials}", "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET", headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=SEND_TIMEOUT_S) as reply:
-                return json.loads(reply.read() or b"{}")
-        except urllib.error.HTTPError as error:
-            detail = error.read()[:200].decode(errors="replace")
+        parts = urllib.parse.urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        for attempt in (1, 2):
+            connection = self._connection(fresh=attempt == 2)
+            try:
+                connection.request("POST" if data is not None else "GET", path, body=data, headers=headers)
+                reply = connection.getresponse()
+                raw = reply.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as error:
+                if attempt == 2 or data is not None and not isinstance(error, BrokenPipeError):
+                    # a POST that may have reached Twilio is not repeated blindly: the claim is settled later
+                    connection.close()
+                    raise SendError(f"Twilio: {type(error).__name__}: {error}") from error
+            except (OSError, http.client.HTTPException) as error:
+                connection.close()
+                _connections.twilio = None
+                raise SendError(f"Twilio: {type(error).__name__}: {error}") from error
+        if reply.status >= 400:
+            detail = raw[:200].decode(errors="replace")
             try:
                 code = int(json.loads(detail).get("code"))
             except (ValueError, TypeError, AttributeError):
                 code = None
-            permanent = 400 <= error.code < 500 and error.code not in (408, 429)
-            raise SendError(f"Twilio answered {error.code}: {detail}", permanent=permanent, code=code) from error
-        except (OSError, ValueError) as error:
-            raise SendError(f"Twilio: {type(error).__name__}: {error}") from error
+            permanent = reply.status not in (408, 429) and reply.status < 500
+            raise SendError(f"Twilio answered {reply.status}: {detail}", permanent=permanent, code=code)
+        try:
+            return json.loads(raw or b"{}")
+        except ValueError as error:
+            raise SendError(f"Twilio: not JSON ({error})") from error
 
     def send(self, to: str, body: str, status_callback: str | None) -> str:
         """Create the message (POST Messages.json); its sid."""
@@ -255,88 +289,91 @@ class OutreachWorker:
     schedule: Schedule = field(default_factory=load_schedule)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}")
     concurrency: int = 4
-    _planned_until: float = 0.0
+    _plan_cursor: tuple[float, int] = (0.0, 0)
+    _full_plan_at: float = 0.0  # time.monotonic() of the last full planning pass
+    _executor: ThreadPoolExecutor | None = None
 
     # --- one pass ------------------------------------------------------------------------------------
     def run_once(self, limit: int = 500) -> PassCounts:
         """Plan, send what is due, add sent texts to conversations; what happened."""
         counts = PassCounts()
         now = self.clock()
-        counts.planned, high = self.outbox.plan_changed(max(self._planned_until - PLAN_MARGIN_S, 0.0),
-                                                        self.schedule, now)
-        self._planned_until = max(high, self._planned_until)
+        if not self._full_plan_at or time.monotonic() - self._full_plan_at > FULL_PLAN_EVERY_S:
+            self._plan_cursor, self._full_plan_at = (0.0, 0), time.monotonic()  # a change another clock dated late
+        counts.planned, self._plan_cursor = self.outbox.plan_changed(self._plan_cursor, self.schedule, now)
         while True:
             due = self.outbox.due(self.clock(), limit=limit)
-            if not due:
-                break
-            if self.concurrency > 1 and len(due) > 1:
-                with ThreadPoolExecutor(self.concurrency) as pool:
-                    results = list(pool.map(self.deliver, due))
-            else:
-                results = [self.deliver(message) for message in due]
-            for result in results:
+            progress = 0
+            for start in range(0, len(due), BATCH):
+                result = self.deliver_batch(due[start:start + BATCH])
                 counts.add(result)
-            if len(due) < limit or not any(r.sent or r.cancelled or r.failed or r.recovered for r in results):
+                progress += result.sent + result.cancelled + result.failed + result.recovered + result.deferred
+            if len(due) < limit or not progress:
                 break
         counts.in_tracker += self.record_in_tracker()
         return counts
 
-    def deliver(self, message: OutreachMessage) -> PassCounts:
+    def deliver_batch(self, messages: list[OutreachMessage]) -> PassCounts:
+        """Claim the rows (one transaction), check and send each (SEND_THREADS at a time), record (one
+        transaction). A worker that dies in between leaves claims that the next one settles with Twilio."""
         counts = PassCounts()
         now = self.clock()
-        if not self.outbox.claim(message, self.worker_id, now):
-            counts.lost_races += 1
+        won = self.outbox.claim_many(messages, self.worker_id, now)
+        counts.lost_races += len(messages) - len(won)
+        if not won:
             return counts
-        abandoned = message.status == SENDING  # a worker died holding it
-        appointment = self.outbox.appointment_of(message)
+        appointments = self.outbox.appointments_by_id(message.appointment_id for message in won)
+        work = [(message, appointments.get(message.appointment_id), now) for message in won]
+        if self.concurrency > 1 and len(work) > 1:
+            outcomes = list(self._pool().map(lambda item: self._one(*item), work))
+        else:
+            outcomes = [self._one(*item) for item in work]
+        self.outbox.finish_many(((message.id, values) for message, _, values in outcomes), self.worker_id)
+        for _, kind, _ in outcomes:
+            setattr(counts, kind, getattr(counts, kind) + 1)
+        return counts
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="outreach-send")
+        return self._executor
+
+    def _one(self, message: OutreachMessage, appointment: Appointment | None,
+             now: float) -> tuple[OutreachMessage, str, dict]:
+        """What to do with one claimed row, done: (row, outcome counted in PassCounts, values to record)."""
         reason = self._reason_not_to_send(message, appointment, now)
         if reason:
-            self.outbox.mark_cancelled(message, self.worker_id, reason, now)
-            counts.cancelled += 1
             logger.info("Outreach %d (%s) not sent: %s.", message.id, message.message_key, reason)
-            return counts
+            return message, "cancelled", Outbox.cancelled(reason, now)
         assert appointment is not None
         body = render(self.schedule.message(message.message_key), appointment)
         if self.twilio is None:
-            self.outbox.defer(message, self.worker_id, now + RETRY_BASE_S, now,
-                              error="Twilio is not configured (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER)")
-            counts.deferred += 1
-            return counts
+            return message, "deferred", Outbox.deferred(
+                now + RETRY_BASE_S, now, "Twilio is not configured (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, "
+                "TWILIO_FROM_NUMBER)")
         try:
-            if abandoned and message.claimed_at is not None:
-                sid = self.twilio.find_sent(message.phone, body, message.claimed_at)
+            if message.attempts:  # tried before: its worker died, or Twilio's answer was lost - did it go out?
+                sid = self.twilio.find_sent(message.phone, body, message.due_at)
                 if sid:
-                    self.outbox.mark_sent(message, self.worker_id, body, sid, message.claimed_at)
-                    counts.recovered += 1
-                    logger.info("Outreach %d was sent before its worker stopped (Twilio %s).", message.id, sid)
-                    return counts
+                    logger.info("Outreach %d was sent by an earlier attempt (Twilio %s)%s.", message.id, sid,
+                                ", before its worker stopped" if message.status == SENDING else "")
+                    return message, "recovered", Outbox.sent(body, sid, message.claimed_at or now, now)
             wake = self._quiet_until(appointment, now)
             if wake is not None:
-                self.outbox.defer(message, self.worker_id, wake, now)
-                counts.deferred += 1
-                return counts
+                return message, "deferred", Outbox.deferred(wake, now)
             if self.is_opted_out(message.phone):
-                self.outbox.mark_cancelled(message, self.worker_id, OPTED_OUT, now)
-                counts.cancelled += 1
-                return counts
+                return message, "cancelled", Outbox.cancelled(OPTED_OUT, now)
             sid = self.twilio.send(message.phone, body, status_callback_url(message.id))
         except SendError as error:
             attempts = message.attempts + 1
             if error.permanent or attempts >= MAX_ATTEMPTS:
-                self.outbox.mark_failed(message, self.worker_id, str(error), now)
-                counts.failed += 1
                 logger.error("Outreach %d to %s failed: %s", message.id, mask_sender(message.phone), error)
-            else:
-                self.outbox.defer(message, self.worker_id, now + RETRY_BASE_S * 2 ** (attempts - 1), now,
-                                  error=str(error))
-                counts.deferred += 1
-                logger.warning("Outreach %d: %s; will retry.", message.id, error)
-            return counts
-        if self.outbox.mark_sent(message, self.worker_id, body, sid, now):
-            counts.sent += 1
-            logger.info("Outreach %d (%s) sent to %s (Twilio %s).", message.id, message.message_key,
-                        mask_sender(message.phone), sid or "no sid")
-        return counts
+                return message, "failed", Outbox.failed(str(error), now)
+            logger.warning("Outreach %d: %s; will retry.", message.id, error)
+            return message, "deferred", Outbox.deferred(now + RETRY_BASE_S * 2 ** (attempts - 1), now, str(error))
+        logger.info("Outreach %d (%s) sent to %s (Twilio %s).", message.id, message.message_key,
+                    mask_sender(message.phone), sid or "no sid")
+        return message, "sent", Outbox.sent(body, sid, now, now)
 
     def _reason_not_to_send(self, message: OutreachMessage, appointment: Appointment | None, now: float) -> str | None:
         if appointment is None or not appointment.active:
