@@ -8,7 +8,7 @@ import pytest
 from bot.outreach import outbox
 from bot.outreach.schedule import render, schedule
 from tests.review.conftest import PASSWORD, USERNAME
-from tests.review.test_appointments_web import ZONE, app, local_day, outreach_url  # noqa: F401 - fixtures
+from tests.review.test_appointments_web import ZONE, app, local_day, outreach_url, record_sent  # noqa: F401
 from tests.review.test_browser import ARTIFACTS, browser, live_app  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
@@ -22,11 +22,8 @@ def deliver_first_text(url: str, appointment_id: int) -> None:
     first = box.messages_for_appointment(appointment_id)[0]
     appointment = AppointmentStore(url).get(appointment_id)
     now = first.due_at + 2  # sent on time (the page is under test, not the worker)
-    assert box.claim(first, "browser-test", now)
-    claimed = next(m for m in box.messages_for_appointment(appointment_id) if m.id == first.id)
-    body = render(schedule().message(first.message_key), appointment)
-    assert box.mark_sent(claimed, "browser-test", body, "SM" + "1" * 32, now)
-    assert box.record_status(first.id, "SM" + "1" * 32, "delivered", None, now + 5)
+    record_sent(box, first, render(schedule().message(first.message_key), appointment), now)
+    assert box.record_status(first.id, "SM" + "0" * 32, "delivered", None, now + 5)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
