@@ -48,13 +48,16 @@ REFS = st.one_of(
 )
 
 GET_ROUTES = ["/", "/login", "/conversations", "/conversations/export", "/dashboard", "/access-log",
-              "/follow-up", "/learning", "/appointments", "/appointments/new", "/appointments/import",
-              "/appointments/no-reply"]
-REF_ROUTES = ["/conversations/{ref}", "/conversations/{ref}/export", "/learning/message/{ref}", "/appointments/{ref}",
-              "/appointments/{ref}/edit"]
+              "/follow-up", "/learning"]
+REF_ROUTES = ["/conversations/{ref}", "/conversations/{ref}/export", "/learning/message/{ref}"]
 POST_ROUTES = ["/conversations/export", "/conversations/{ref}/export", "/follow-up/{ref}", "/learning/message/{ref}",
-               "/conversations/{ref}/reply", "/conversations/{ref}/takeover", "/conversations/{ref}/handback",
-               "/appointments/new", "/appointments/import", "/appointments/{ref}/edit", "/appointments/{ref}/cancel"]
+               "/conversations/{ref}/reply", "/conversations/{ref}/takeover", "/conversations/{ref}/handback"]
+# The appointment pages (OUTREACH_DB_URL) check their parameters before any query: fuzzed on SQLite only; their
+# storage runs on both databases in tests/review/test_appointments_web.py.
+APPOINTMENT_ROUTES = [("GET", "/appointments"), ("GET", "/appointments/new"), ("GET", "/appointments/import"),
+                      ("GET", "/appointments/no-reply"), ("GET", "/appointments/{ref}"), ("GET", "/appointments/{ref}/edit"),
+                      ("POST", "/appointments/new"), ("POST", "/appointments/import"),
+                      ("POST", "/appointments/{ref}/edit"), ("POST", "/appointments/{ref}/cancel")]
 # a sign-in attempt spends ~0.3 s in argon2 on purpose, so that route gets fewer examples
 LOGIN_EXAMPLES = 12
 KNOWN_RULES = {"/", "/login", "/logout", "/conversations", "/conversations/export", "/conversations/<int:ref>",
@@ -109,6 +112,21 @@ def test_conversation_routes(client, path, ref, query):
 def test_post_routes(client, path, ref, form):
     token = csrf_token(client.get("/conversations").get_data(as_text=True))
     check(client.post(path.format(ref=ref), data={**form, "csrf_token": token}))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("method", "path"), APPOINTMENT_ROUTES)
+@FUZZ
+@given(ref=REFS, query=QUERY)
+@example(ref="1", query={"phone": "3125550142", "procedure": "lumbar", "date": "2100-01-01", "time": "09:30",
+                         "time_zone": "America/Chicago", "consent": "yes"})
+@example(ref="9" * 40, query={"status": "all", "when": "past", "page": "9" * 5000})
+def test_appointment_routes(client, method, path, ref, query):
+    if method == "GET":
+        check(client.get(path.format(ref=ref) + ("?" + urlencode(query) if query else "")))
+        return
+    token = csrf_token(client.get("/appointments").get_data(as_text=True))
+    check(client.post(path.format(ref=ref), data={**query, "csrf_token": token}))
 
 
 @settings(FUZZ, max_examples=LOGIN_EXAMPLES)
