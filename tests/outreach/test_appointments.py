@@ -99,6 +99,11 @@ def test_local_time_is_stored_in_utc_with_the_zone():
     assert winter.starts_at == datetime(2026, 3, 5, 15, 30, tzinfo=timezone.utc)
 
 
+def test_a_time_that_happens_twice_when_clocks_go_back_is_the_first_one():
+    checked = ap.check_values("312 555 0142", "lumbar", "2026-11-01", "01:30", "America/Chicago", "yes", now=NOW)
+    assert checked.starts_at == datetime(2026, 11, 1, 6, 30, tzinfo=timezone.utc)  # 01:30 CDT, before the change
+
+
 def test_a_time_skipped_by_the_clock_change_and_a_past_time_are_refused():
     with pytest.raises(ap.AppointmentError) as caught:
         values(day="2026-03-08", at="02:30")  # clocks jump from 2:00 to 3:00 in Chicago
