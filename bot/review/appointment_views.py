@@ -28,6 +28,7 @@ from bot.review.filters import BadParameter
 logger = logging.getLogger(__name__)
 
 PER_PAGE = 50
+NO_REPLY_TTL_S = 30.0
 MAX_ID = 2**31 - 1
 STATUS_CHOICES = ("active", "cancelled", "all")
 WHEN_CHOICES = ("upcoming", "past", "all")
@@ -366,3 +367,21 @@ def register(app: Flask, url: str | None = None) -> None:
     app.jinja_env.filters["waiting"] = _waiting
     app.jinja_env.filters["text_label"] = _text_label
     app.jinja_env.globals["appointment_stamp"] = _stamp
+    counted: dict[str, Any] = {"at": 0.0, "value": None}
+
+    @app.context_processor
+    def no_reply_badge() -> dict[str, Any]:
+        """The number of unanswered check-ins, on every page (counted at most every NO_REPLY_TTL_S)."""
+        if g.get("user") is None:
+            return {"no_reply_count": None}
+        now = time.time()
+        if now - counted["at"] > NO_REPLY_TTL_S:
+            outbox = _outbox()
+            try:
+                value = len(outbox.unanswered_checkins(now, url=url, tracker_url=config.tracker_db_url())) \
+                    if outbox else None
+            except Exception:  # noqa: BLE001 - a page must render even when the count cannot be read
+                logger.exception("Unanswered check-ins cannot be counted")
+                value = None
+            counted.update(at=now, value=value)
+        return {"no_reply_count": counted["value"]}

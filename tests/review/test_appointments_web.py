@@ -253,6 +253,8 @@ def test_unanswered_check_ins_are_listed_until_the_patient_writes(app, client):
     assert f'id="no-reply-{sent["+447700900123"]}"' in page and "+447700900123" in page
     assert f'id="no-reply-{sent["+15551234567"]}"' not in page
     assert "3 d 0 h" in page and "within 24 hours" in page
+    assert 'title="Check-ins with no reply: consider calling"' in page  # the count on every page, in the nav
+    assert re.search(r"\(check-ins with no reply: </span>1<", page)
     assert "view_no_reply" in actions(app)
 
 
