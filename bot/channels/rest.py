@@ -7,6 +7,8 @@ Response: 200 JSON list of bot messages [{"recipient_id": "...", "text": "..."},
 No token: 401; a wrong token (or no token configured on the server): 403; malformed request: 400
 with {"error": "..."}; a sender id that belongs to another channel (a phone number, a web chat
 session; see bot.channels.ownership): 403. Refused requests never reach the bot: nothing is recorded.
+A request carrying `Idempotency-Key` (or nginx's `X-Request-ID`) whose message the conversation already
+holds is answered with the stored replies and not handled again (bot.channels.redelivery).
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ import hmac
 import json
 import logging
 import re
+from contextvars import ContextVar
 from typing import Any
 
+from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.rest import RestInput
 from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.channels.guard import guard_handler
 from bot.channels.ownership import ConversationOwners
+from bot.channels.redelivery import StoredAnswers, request_key
 from bot.config import rasa_auth_token
 from bot.vocabulary import CHANNEL_REST
 
@@ -31,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 SENDER_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,256}\Z")  # any text without control characters
 MAX_BODY_BYTES = 100_000
+# the redelivery key of the request being handled, set by the request middleware (same task as the handler)
+_request_message_id: ContextVar[str | None] = ContextVar("rest_request_message_id", default=None)
 
 
 def presented_token(request: Request) -> str | None:
@@ -76,12 +83,25 @@ def rest_request_problem(request: Request) -> str | None:
     return None
 
 
+def keyed_by_request(on_new_message: Any) -> Any:
+    """Give the patient message the request's redelivery key as its message_id (stored in the user event)."""
+
+    async def handler(message: UserMessage) -> Any:
+        key = _request_message_id.get()
+        if key:
+            message.message_id = key
+        return await on_new_message(message)
+
+    return handler
+
+
 class GuardedRestInput(RestInput):
     """Rasa's REST channel, but malformed requests get a 400 and every message gets a reply."""
 
     def blueprint(self, on_new_message: Any) -> Blueprint:
-        blueprint = super().blueprint(guard_handler(on_new_message))
+        blueprint = super().blueprint(keyed_by_request(guard_handler(on_new_message)))
         owners = ConversationOwners()
+        stored = StoredAnswers()
         expected_token = rasa_auth_token()  # read once, at start
         if not expected_token:
             logger.warning("REST channel: RASA_AUTH_TOKEN is not set, so every REST webhook request gets 403.")
@@ -102,6 +122,13 @@ class GuardedRestInput(RestInput):
                 if owner:
                     logger.warning("REST webhook request refused (403): the conversation belongs to the %s channel", owner)
                     return response.json({"error": "this conversation id belongs to another channel"}, status=403)
+                key = request_key(request.headers)
+                _request_message_id.set(key)
+                if key:
+                    answers = await asyncio.to_thread(stored.answers, sender, key)
+                    if answers is not None:
+                        logger.info("REST message delivered again (same request key): sent the stored answers.")
+                        return response.json(answers)
             return None
 
         return blueprint

@@ -46,9 +46,11 @@ def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def http_json(method: str, url: str, body: object | None = None, timeout: float = 30.0) -> tuple[int, object]:
+def http_json(method: str, url: str, body: object | None = None, timeout: float = 30.0,
+              headers: dict[str, str] | None = None) -> tuple[int, object]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as reply:
             raw = reply.read()

@@ -38,7 +38,8 @@ def test_rest(channel_stack, length):
     sender = f"long-{uuid.uuid4().hex[:10]}"
     reply = channel_stack.ask(sender, message_ending_in_a_red_flag(length))
     assert clinic_settings().emergency_number in reply
-    assert channel_stack.tracker(sender)["slots"]["triage_level"] == "emergency"
+    # on a busy machine the guard answers at its deadline and the turn is saved when it ends
+    wait_until(lambda: channel_stack.tracker(sender)["slots"]["triage_level"] == "emergency", 10, "tracker saved")
 
 
 @pytest.mark.parametrize("length", LENGTHS, ids=["longest-accepted", "over-the-limit"])
@@ -61,4 +62,4 @@ def test_sms(channel_stack, length):
     reply = post_sms(channel_stack.sms_url, twilio_params(phone, message_ending_in_a_red_flag(length)))
     assert reply.status == 200
     assert clinic_settings().emergency_number in reply.text
-    assert channel_stack.tracker(phone)["slots"]["triage_level"] == "emergency"
+    wait_until(lambda: channel_stack.tracker(phone)["slots"]["triage_level"] == "emergency", 10, "tracker saved")
