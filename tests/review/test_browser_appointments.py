@@ -73,4 +73,15 @@ def test_add_an_appointment_see_its_texts_and_cancel_it(app, live_app, browser, 
     assert "Appointment 1 cancelled." in page.locator(".notice-info").inner_text()
     assert page.locator(".ap-msg-cancelled").count() == 3 and page.locator(".ap-msg-delivered").count() == 1
     assert page.locator("text=appointment cancelled").count() == 3
+
+    # the list: upcoming active ones by default, the cancelled one under "All"
+    page.click("text=← Back to appointments")
+    assert page.locator("table.ap-table").count() == 0
+    page.select_option("#a-status", "all")
+    page.click("text=Apply filters")
+    page.wait_for_url("**status=all**")
+    row = page.locator("#appointment-1")
+    assert "Cancelled" in row.inner_text() and "+1•••••0142" in row.inner_text()
+    page.goto(f"{live_app}/appointments/new")
+    page.screenshot(path=str(ARTIFACTS / "appointment-form.png"), full_page=True)
     assert dialogs == []
