@@ -31,7 +31,7 @@ from bot import config
 from bot.review import accesslog, auth
 from bot.review.charts import dashboard_charts
 from bot.review.db import StoreUnavailable, review_engine, tracker_engine
-from bot.review.filters import CHANNEL_LABELS, CHANNELS, BadParameter, Filters, channel_label, parse_day
+from bot.review.filters import CHANNEL_LABELS, CHANNELS, BadParameter, Filters, channel_label, parse_day, parse_page
 from bot.review.masking import mask_sender, mask_text
 from bot.review.service import EXPORT_FORMATS, Export, ReviewService
 from bot.review.store import ConversationStore
@@ -39,7 +39,6 @@ from bot.review.store import ConversationStore
 logger = logging.getLogger(__name__)
 
 PER_PAGE = 50
-MAX_PAGE = 1_000_000
 MAX_REF = 2**63 - 1  # conversation numbers are database ids (64-bit); a larger one cannot exist
 IDLE_TIMEOUT_S = 30 * 60
 SESSION_LIFETIME = timedelta(hours=12)
@@ -268,7 +267,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     @app.get("/conversations")
     def conversations():
         filters = filters_from(request.args)
-        page_number = _page(request.args.get("page"))
+        page_number = parse_page(request.args.get("page"))
         page = service().list_conversations(filters, page_number, PER_PAGE)
         params = filters.as_params()
         return render_template(
@@ -346,7 +345,7 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
     # --- access log ----------------------------------------------------------------------
     @app.get("/access-log")
     def access_log_page():
-        page_number = _page(request.args.get("page"))
+        page_number = parse_page(request.args.get("page"))
         user_filter = "".join(ch for ch in (request.args.get("user") or "") if ch.isprintable()).strip().lower()[:80] or None
         entries, total = accesslog.read(_ctx().review_db, PER_PAGE, (page_number - 1) * PER_PAGE, user_filter)
         service().record("view_access_log", detail=f"page {page_number}" + (f"; user {user_filter}" if user_filter else ""))
@@ -367,16 +366,6 @@ def create_app(tracker_url: str | None = None, review_url: str | None = None, **
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _page(raw: str | None) -> int:
-    """A page number 1..MAX_PAGE (1 when absent); anything else is a 400."""
-    text = (raw or "").strip()
-    if not text:
-        return 1
-    if not text.isascii() or not text.isdigit() or len(text) > 7 or not 1 <= int(text) <= MAX_PAGE:
-        raise BadParameter([f"Page must be a whole number from 1 to {MAX_PAGE:,}."])
-    return int(text)
-
-
 def _format(raw: str | None) -> str:
     fmt = (raw or "csv").strip().lower()
     if fmt not in EXPORT_FORMATS:

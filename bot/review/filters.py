@@ -27,6 +27,19 @@ class BadParameter(ValueError):
         self.problems = problems
 
 
+MAX_PAGE = 1_000_000
+
+
+def parse_page(raw: str | None) -> int:
+    """A page number 1..MAX_PAGE (1 when absent); anything else is a 400."""
+    text = (raw or "").strip()
+    if not text:
+        return 1
+    if not text.isascii() or not text.isdigit() or len(text) > 7 or not 1 <= int(text) <= MAX_PAGE:
+        raise BadParameter([f"Page must be a whole number from 1 to {MAX_PAGE:,}."])
+    return int(text)
+
+
 def parse_day(raw: str | None, label: str) -> date | None:
     """A YYYY-MM-DD date from MIN_DATE to MAX_DATE; None when empty; BadParameter otherwise."""
     text = (raw or "").strip()

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Flask, current_app, flash, g, redirect, render_template, request, url_for
 
 from bot.review import followup
-from bot.review.filters import CHANNEL_LABELS, CHANNELS, BadParameter
+from bot.review.filters import CHANNEL_LABELS, CHANNELS, BadParameter, parse_page
 
 MAX_REF = 2**63 - 1
 PER_PAGE = 50
@@ -28,15 +28,6 @@ def _ip() -> str:
     return request.remote_addr or "unknown"
 
 
-def _page(raw: str | None) -> int:
-    text = (raw or "").strip()
-    if not text:
-        return 1
-    if not text.isascii() or not text.isdigit() or len(text) > 7 or int(text) < 1:
-        raise BadParameter(["Page must be a whole number from 1 to 1,000,000."])
-    return int(text)
-
-
 def _open_count() -> int:
     return current_app.extensions["followup_open"].get(_ctx().store, _ctx().review_db)
 
@@ -44,7 +35,7 @@ def _open_count() -> int:
 @queue_pages.get("/follow-up")
 def queue():
     filters = followup.QueueFilters.parse(request.args)
-    page_number = _page(request.args.get("page"))
+    page_number = parse_page(request.args.get("page"))
     result = followup.read_queue(_ctx().store, _ctx().review_db, filters, page_number, PER_PAGE)
     current_app.extensions["followup_open"].prime(result.counts["open"])
     followup.accesslog.record(_ctx().review_db, g.user.username, "view_followup",

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 
 from bot.review import accesslog, labels
-from bot.review.filters import BadParameter, parse_day
+from bot.review.filters import BadParameter, parse_day, parse_page
 
 MAX_REF = 2**63 - 1
 PER_PAGE = 50
@@ -30,15 +30,6 @@ def _choice(raw: str | None, choices: tuple[str, ...], default: str, label: str)
     return value
 
 
-def _page(raw: str | None) -> int:
-    text = (raw or "").strip()
-    if not text:
-        return 1
-    if not text.isascii() or not text.isdigit() or len(text) > 7 or int(text) < 1:
-        raise BadParameter(["Page must be a whole number from 1 to 1,000,000."])
-    return int(text)
-
-
 @learning_pages.get("/learning")
 def messages():
     args = request.args
@@ -47,7 +38,7 @@ def messages():
     date_from, date_to = parse_day(args.get("from"), "From date"), parse_day(args.get("to"), "To date")
     if date_from and date_to and date_from > date_to:
         date_from, date_to = date_to, date_from
-    page_number = _page(args.get("page"))
+    page_number = parse_page(args.get("page"))
     result = labels.list_messages(_ctx().store, _ctx().review_db, kind, state, date_from, date_to, page_number,
                                   PER_PAGE)
     params = {key: value for key, value in (("kind", kind if kind != "unanswered" else ""),
