@@ -23,7 +23,7 @@ from bot import config
 from bot.datafile import DataFileError
 from bot.outreach import appointments as ap
 from bot.review import accesslog
-from bot.review.filters import BadParameter
+from bot.review.filters import BadParameter, parse_page
 
 logger = logging.getLogger(__name__)
 
@@ -106,15 +106,6 @@ class ListFilters:
                 "until": now if self.when == "past" else None, "phone": self.phone}
 
 
-def _page(raw: str | None) -> int:
-    text = (raw or "").strip()
-    if not text:
-        return 1
-    if not text.isascii() or not text.isdigit() or len(text) > 7 or int(text) < 1:
-        raise BadParameter(["Page must be a whole number from 1 to 1,000,000."])
-    return int(text)
-
-
 def _load(appointment_id: int) -> ap.Appointment:
     if not 0 < appointment_id <= MAX_ID:
         abort(404)
@@ -161,7 +152,7 @@ def _schedule_problem(error: Exception):
 @appointment_pages.get("/appointments")
 def index():
     filters = ListFilters.parse(request.args)
-    page_number = _page(request.args.get("page"))
+    page_number = parse_page(request.args.get("page"))
     now = time.time()
     query = filters.query(now)
     total = _store().count(**query)
