@@ -213,7 +213,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from bot.review.purge import execute_purge, plan_purge
+    from bot.review.purge import execute_purge, plan_purge, purge_staff_records
 
     engine = tracker_engine(config.tracker_db_url(), writable=True)
     try:
@@ -242,9 +242,12 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from bot.alerts.store import purge_alerts  # escalation alerts of those conversations (bot/alerts)
 
     alerts = purge_alerts([*plan.whole, *plan.partial], plan.cutoff)
+    staff_records = purge_staff_records(_review_db(), plan)
     _service().record("purge", detail=f"older than {args.older_than_days:g} days; {deleted} events from "
                                       f"{plan.conversations} conversations")
-    print(f"Deleted {deleted} events" + (f" and {alerts} escalation alerts." if alerts else "."))
+    extra = [f"{alerts} escalation alerts"] * bool(alerts) + [f"{staff_records} follow-up actions and labels"] * bool(
+        staff_records)
+    print(f"Deleted {deleted} events" + (f" and {' and '.join(extra)}." if extra else "."))
     return 0
 
 

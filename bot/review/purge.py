@@ -99,3 +99,27 @@ def execute_purge(engine: Engine, plan: PurgePlan) -> int:
             statement = sa.text("DELETE FROM events WHERE id IN :ids").bindparams(sa.bindparam("ids", expanding=True))
             deleted += connection.execute(statement, {"ids": ids[start:start + CHUNK]}).rowcount
     return deleted
+
+
+def purge_staff_records(review_engine: Engine, plan: PurgePlan) -> int:
+    """Delete the follow-up actions and message labels of the purged conversations' purged messages.
+
+    They hold conversation ids (an SMS conversation's id is the patient's number), so they go with the
+    messages they are about: everything before the cutoff for the purged conversations. Labels already
+    exported live on in data/nlu (reviewed by a developer) without the id.
+    """
+    from bot.review.followup import followup_actions
+    from bot.review.labels import message_labels
+
+    senders = [*plan.whole, *plan.partial]
+    deleted = 0
+    with review_engine.begin() as connection:
+        for table, when in ((followup_actions, followup_actions.c.at), (message_labels, message_labels.c.message_at)):
+            if not sa.inspect(connection).has_table(table.name):
+                continue
+            for start in range(0, len(senders), CHUNK):
+                chunk = senders[start:start + CHUNK]
+                deleted += connection.execute(
+                    table.delete().where(table.c.sender_id.in_(chunk), when < plan.cutoff)
+                ).rowcount
+    return deleted

@@ -226,3 +226,30 @@ def test_purge_never_creates_a_missing_store(monkeypatch, tmp_path, capsys, revi
     assert code == 0 and "Nothing to delete" in out and not missing.exists()
     code, out, _ = run(capsys, "list")
     assert code == 0 and "No conversations" in out and not missing.exists()
+
+
+def test_purge_deletes_the_follow_up_actions_and_labels_of_purged_messages(review_env, capsys):
+    """They hold the conversation id (a phone number for SMS), so they go with the messages."""
+    import time
+
+    from bot.review import followup, labels
+
+    old, recent = by_key("sms_old").sender_id, PHONE
+    now = time.time()
+    engine = review_engine(review_env["review"])
+    followup.ensure_tables(engine)
+    labels.ensure_tables(engine)
+    with engine.begin() as connection:
+        for n, (sender, at) in enumerate(((old, now - 40 * 86400), (recent, now))):
+            connection.execute(followup.followup_actions.insert().values(
+                sender_id=sender, trigger_id=n + 1, action="acknowledge", state="acknowledged", username="dr.lee",
+                at=at, note=None))
+            connection.execute(labels.message_labels.insert().values(
+                event_id=n + 1, sender_id=sender, text_sha256="0" * 64, message_at=at, topic="driving",
+                labelled_by="dr.lee", labelled_at=now))
+    code, out, _ = run(capsys, "purge", "--older-than-days", "30", "--yes")
+    assert code == 0 and "2 follow-up actions and labels" in out
+    with engine.connect() as connection:
+        for table in (followup.followup_actions, labels.message_labels):
+            assert [row.sender_id for row in connection.execute(sa.select(table))] == [recent]
+    engine.dispose()
