@@ -137,7 +137,8 @@ def main() -> None:
     print(f"  sending:             {send_s:7.1f} s   {sent / send_s:8.0f} texts/s   {sent:,} sent, "
           f"{counts['cancelled']:,} not sent (too late / quiet hours moved: {counts['deferred']:,} deferred)")
     print(f"  exactly once:        {'yes' if twice == 0 and sent == planned - counts['cancelled'] else 'NO'} "
-          f"({twice} texts sent more than once; lost races between workers: {counts['lost_races']:,})")
+          f"({twice} texts sent more than once; rows a worker found already taken by the other: "
+          f"{counts['lost_races']:,})")
     print(f"  peak memory:         {peak_rss_mb():7.0f} MB (process; {rss_before:.0f} MB before booking)")
 
 

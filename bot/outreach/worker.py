@@ -28,6 +28,7 @@ import http.client
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import sys
@@ -303,9 +304,11 @@ class OutreachWorker:
         counts.planned, self._plan_cursor = self.outbox.plan_changed(self._plan_cursor, self.schedule, now)
         while True:
             due = self.outbox.due(self.clock(), limit=limit)
+            batches = [due[start:start + BATCH] for start in range(0, len(due), BATCH)]
+            random.shuffle(batches)  # two workers reading the same due rows mostly take different batches
             progress = 0
-            for start in range(0, len(due), BATCH):
-                result = self.deliver_batch(due[start:start + BATCH])
+            for batch in batches:
+                result = self.deliver_batch(batch)
                 counts.add(result)
                 progress += result.sent + result.cancelled + result.failed + result.recovered + result.deferred
             if len(due) < limit or not progress:
