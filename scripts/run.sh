@@ -67,8 +67,14 @@ load_token() {
     token_note="from RASA_AUTH_TOKEN"
   else
     if [ ! -s "$VAR_DIR/rasa_auth_token" ]; then
-      "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' > "$VAR_DIR/rasa_auth_token"
-      chmod 600 "$VAR_DIR/rasa_auth_token"
+      # written aside, then linked into place (atomic, fails if it exists): parts that systemd starts at the
+      # same moment all end up with the one token the first of them made
+      local fresh
+      fresh=$(mktemp "$VAR_DIR/.rasa_auth_token.XXXXXX")
+      chmod 600 "$fresh"
+      "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' > "$fresh"
+      ln "$fresh" "$VAR_DIR/rasa_auth_token" 2>/dev/null || true
+      rm -f "$fresh"
     fi
     RASA_AUTH_TOKEN=$(cat "$VAR_DIR/rasa_auth_token")
     token_note="generated, saved in $VAR_DIR/rasa_auth_token"

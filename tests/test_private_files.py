@@ -82,3 +82,19 @@ def test_the_review_secret_is_created_0600(tmp_path, monkeypatch):
     path = tmp_path / "review_secret"
     config.review_secret_key(path)
     assert mode(path) == 0o600
+
+
+def test_parts_started_at_once_share_one_generated_token_0600(tmp_path):
+    """systemd starts the parts in parallel; each loads the token with run.sh's load_token."""
+    import re
+    import subprocess
+
+    run_sh = (Path(__file__).resolve().parents[1] / "scripts" / "run.sh").read_text()
+    load_token = re.search(r"^load_token\(\) \{\n.*?^\}\n", run_sh, re.S | re.M).group(0)
+    script = f'VAR_DIR="{tmp_path}"; PY=python3; CONFIGURED_AUTH_TOKEN=\n{load_token}load_token; echo "$RASA_AUTH_TOKEN"'
+    parts = [subprocess.Popen(["bash", "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    tokens = {part.communicate(timeout=30)[0].strip() for part in parts}
+    token_file = tmp_path / "rasa_auth_token"
+    assert tokens == {token_file.read_text().strip()} and len(tokens.pop()) >= 40
+    assert mode(token_file) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["rasa_auth_token"]  # no temporary file left behind
