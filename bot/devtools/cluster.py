@@ -32,6 +32,8 @@ from bot.devtools.stack import MODEL, ROOT, VENV_BIN, base_env, free_port, http_
 
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "cluster.conf.template"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+# the background workers of `make run` (scripts/run.sh parts alerts, outreach): `python -m` arguments
+WORKERS = {"alerts": ["bot.alerts", "worker"], "outreach": ["bot.outreach.worker"]}
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
@@ -132,6 +134,7 @@ class Cluster:
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     env: dict[str, str] = field(default_factory=dict)
     model: Path = MODEL
+    workers: tuple[str, ...] = ()  # background workers to run once each: WORKERS names (make run-cluster: all)
 
     def __post_init__(self) -> None:
         self.keep_workdir = self.workdir is not None
@@ -179,6 +182,8 @@ class Cluster:
         for index in range(self.servers):
             self.wait_rasa(index)
         self.start_nginx()
+        for name in self.workers:
+            self.start_worker(name)
         return self
 
     def _spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -211,6 +216,10 @@ class Cluster:
 
     def stop_actions(self) -> None:
         self._stop("actions")
+
+    def start_worker(self, name: str) -> None:
+        """One escalation-alert or outreach worker for the whole cluster (they share the databases, so one each)."""
+        self._spawn(name, [str(VENV_BIN / "python"), "-m", *WORKERS[name]], {"RASA_SERVER_URL": self.url})
 
     def start_rasa(self, index: int, wait: bool = True) -> None:
         self._spawn(f"rasa{index}", [
@@ -256,7 +265,7 @@ class Cluster:
                    "nginx", self.processes["nginx"], self.workdir / "nginx.log")
 
     def stop(self) -> None:
-        for name in ["nginx", *[n for n in self.processes if n.startswith("rasa")], "actions"]:
+        for name in [*self.workers, "nginx", *[n for n in self.processes if n.startswith("rasa")], "actions"]:
             self._stop(name)
         if self.redis:
             self.redis.stop()
@@ -296,6 +305,8 @@ class Cluster:
                     self.start_rasa(int(name[4:]), wait=False)
                 elif name == "nginx":
                     self.start_nginx()
+                elif name in WORKERS:
+                    self.start_worker(name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     tracker_db_url = args.tracker_db_url or (configured_db if configured_db.startswith("postgres") else None)
     token = config.rasa_auth_token() or _saved_token(config.var_dir() / "rasa_auth_token")
     cluster = Cluster(servers=args.servers, port=args.port, tracker_db_url=tracker_db_url,
-                      redis_url=args.redis_url or config.redis_url(), workdir=Path(args.workdir), token=token)
+                      redis_url=args.redis_url or config.redis_url(), workdir=Path(args.workdir), token=token,
+                      workers=tuple(WORKERS))
     if port_open(args.port):
         parser.error(f"port {args.port} is in use (is `make run` running?); choose another with --port or RASA_PORT")
     print(f"Starting {args.servers} Rasa servers behind nginx (logs in {cluster.workdir}) ...", flush=True)
@@ -327,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
   socket.io:     {cluster.url}/socket.io/  (sticky: clinic_route cookie, else client address)
   Tracker store: {_masked(cluster.tracker_db_url or '')}   Locks: {cluster.redis_url}
   Rasa servers:  {', '.join(cluster.server_url(i) for i in range(args.servers))}
+  Workers:       {', '.join(cluster.workers)} (one each; logs beside the others)
   nginx config:  {cluster.workdir / 'nginx.conf'} (from deploy/nginx/cluster.conf.template)
 
   Ctrl-C stops everything.

@@ -18,8 +18,9 @@ from http.cookies import SimpleCookie
 import pytest
 
 from bot.channels.guard import seek_care_level
+from bot.devtools.cluster import WORKERS
 from bot.devtools.socketio_client import MiniSocketIO
-from bot.devtools.stack import http_json
+from bot.devtools.stack import http_json, wait_until
 from bot.vocabulary import SLOT_TRIAGE_LEVEL, TRIAGE_LEVELS
 from loadtest.check import _tracker_events, _turns, client_summary, exactly_once, load_log
 from loadtest.run import start_load
@@ -197,3 +198,15 @@ def test_a_rasa_server_killed_under_load_loses_nothing(cluster, tmp_path):
         assert sum(r["sent_at"] > killed_at + 1 for r in records) >= 10, summary  # the load went on after the kill
     finally:
         cluster.start_rasa(0, wait=False)
+
+
+def test_one_alert_worker_records_a_red_flag_sent_through_nginx(cluster):
+    from bot.alerts.store import alerts_for_conversation
+
+    assert all(cluster.processes[name].poll() is None for name in WORKERS)
+    sender = f"cluster-alert-{uuid.uuid4().hex[:8]}"
+    status, reply = http_json("POST", cluster.rest_url, {"sender": sender, "message": "i cant feel my groin and i wet myself"})
+    assert status == 200 and any(seek_care_level(m) == "emergency" for m in reply)
+    alerts_db = cluster.env["ALERTS_DB_URL"]
+    wait_until(lambda: len(alerts_for_conversation(sender, alerts_db)) == 1, 60, "the alert worker's record")
+    assert alerts_for_conversation(sender, alerts_db)[0].level == "emergency"
