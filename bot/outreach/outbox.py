@@ -49,6 +49,7 @@ APPOINTMENT_CANCELLED, RESCHEDULED, NO_CONSENT, OPTED_OUT, TOO_LATE = (
 CHECKIN_LATE_LIMIT_S = 24 * 3600.0  # a check-in not sent within a day of its time is dropped (it would confuse)
 CLAIM_S = 60.0  # a claim older than this belongs to a worker that died mid-send (Twilio answers within 20 s)
 MAX_ERROR_CHARS = 300
+CALLBACK_ERROR = "Twilio: "  # prefix of a failure Twilio reported by status callback ("Twilio: undelivered ...")
 UNANSWERED_LOOKBACK_S = 14 * 86400.0  # check-ins older than this no longer show as unanswered
 
 messages_table = sa.Table(
@@ -297,8 +298,13 @@ class Outbox:
 
     @staticmethod
     def sent(body: str, sid: str, at: float, now: float) -> dict:
-        return dict(status=SENT, body=body, twilio_sid=sid or None, sent_at=at, claim_expires_at=None,
-                    last_error=None, updated_at=now)
+        """Sent - or already delivered / failed, when Twilio's status callback came before this was recorded."""
+        m = messages_table.c
+        early_failure = sa.or_(m.last_error.like(f"{CALLBACK_ERROR}failed%"),
+                               m.last_error.like(f"{CALLBACK_ERROR}undelivered%"))
+        return dict(status=sa.case((early_failure, FAILED), (m.delivered_at.isnot(None), DELIVERED), else_=SENT),
+                    body=body, twilio_sid=sid or None, sent_at=at, claim_expires_at=None,
+                    last_error=sa.case((early_failure, m.last_error), else_=None), updated_at=now)
 
     @staticmethod
     def failed(error: str, now: float) -> dict:
@@ -320,19 +326,27 @@ class Outbox:
                                .values(tracker_recorded_at=now))
 
     def record_status(self, message_id: int, sid: str, status: str, error_code: str | None, now: float) -> bool:
-        """Twilio's status callback: delivered / failed / undelivered recorded (never back to an earlier state)."""
+        """Twilio's status callback: delivered / failed / undelivered recorded (never back to an earlier state).
+        A callback that arrives before the worker has recorded the send (it records 50 at a time) is kept on the
+        row and taken into account when the send is recorded (`sent`)."""
         m = messages_table.c
         if status == "delivered":
-            values = dict(status=DELIVERED, delivered_at=now, updated_at=now)
+            values = dict(delivered_at=now, updated_at=now)
+            final = dict(values, status=DELIVERED)
         elif status in {"failed", "undelivered"}:
-            values = dict(status=FAILED, last_error=f"Twilio: {status}" + (f" (error {error_code})" if error_code else ""),
+            values = dict(last_error=f"{CALLBACK_ERROR}{status}" + (f" (error {error_code})" if error_code else ""),
                           updated_at=now)
+            final = dict(values, status=FAILED)
         else:
             return False  # queued / sending / sent: nothing new to record
         with self.engine.begin() as connection:
-            return connection.execute(messages_table.update().where(
-                m.id == message_id, m.twilio_sid == sid, m.status.in_((SENT, DELIVERED, FAILED))
-            ).values(**values)).rowcount == 1
+            if connection.execute(messages_table.update().where(
+                    m.id == message_id, m.twilio_sid == sid, m.status.in_((SENT, DELIVERED, FAILED))
+            ).values(**final)).rowcount:
+                return True
+            return connection.execute(messages_table.update().where(  # the send is not recorded yet
+                m.id == message_id, m.status == SENDING, sa.or_(m.twilio_sid.is_(None), m.twilio_sid == sid)
+            ).values(twilio_sid=sid, **values)).rowcount == 1
 
     # --- reading ------------------------------------------------------------------------------------------
     def messages_for_appointment(self, appointment_id: int) -> list[OutreachMessage]:

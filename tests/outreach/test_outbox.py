@@ -159,3 +159,17 @@ def test_unanswered_checkins_come_from_the_tracker_stores_events(url, tmp_path):
     assert {item.phone for item in listed} == {before, silent}  # a message before the check-in is no answer
     assert all(item.waiting_s >= window and item.procedure == "lumbar" for item in listed)
     assert ob.unanswered_checkins(now=sent[silent] + window - 60, url=url, tracker_url=tracker_url) == []
+
+
+def test_a_status_callback_before_the_send_is_recorded_is_kept(url):
+    first, second = book(url, phone="312 555 0170"), book(url, phone="312 555 0171")
+    outbox = ob.Outbox(url)
+    rows = [ob.messages_for_appointment(a.id, url=url)[0] for a in (first, second)]
+    outbox.claim_many(rows, "w", NOW)
+    assert outbox.record_status(rows[0].id, "SM1", "delivered", None, NOW + 1)  # Twilio was quicker than us
+    assert outbox.record_status(rows[1].id, "SM2", "undelivered", "30005", NOW + 1)
+    outbox.finish_many([(rows[0].id, ob.Outbox.sent("a", "SM1", NOW, NOW)),
+                        (rows[1].id, ob.Outbox.sent("b", "SM2", NOW, NOW))], "w")
+    delivered, failed = (ob.messages_for_appointment(a.id, url=url)[0] for a in (first, second))
+    assert (delivered.status, delivered.body, delivered.last_error) == (ob.DELIVERED, "a", None)
+    assert (failed.status, failed.body) == (ob.FAILED, "b") and "30005" in failed.last_error
