@@ -155,9 +155,12 @@ def plan_appointment(connection: Connection, appointment: Appointment, schedule:
         cancel_waiting(connection, appointment.id, NO_CONSENT, now)
         return 0
     cancel_waiting(connection, appointment.id, RESCHEDULED, now, below_version=appointment.version)
+    m = messages_table.c
+    connection.execute(messages_table.update().where(  # consent given again: its texts still ahead come back
+        m.appointment_id == appointment.id, m.appointment_version == appointment.version, m.status == CANCELLED,
+        m.reason == NO_CONSENT, m.due_at > now).values(status=PENDING, reason=None, updated_at=now))
     if appointment.starts_at.timestamp() <= now:
         return 0  # no messages for an appointment that is already past when it is booked or changed
-    m = messages_table.c
     known = set(connection.execute(sa.select(m.message_key).where(
         m.appointment_id == appointment.id, m.appointment_version == appointment.version)).scalars())
     rows = [dict(appointment_id=appointment.id, message_key=message.key, appointment_version=appointment.version,

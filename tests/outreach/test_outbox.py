@@ -173,3 +173,16 @@ def test_a_status_callback_before_the_send_is_recorded_is_kept(url):
     delivered, failed = (ob.messages_for_appointment(a.id, url=url)[0] for a in (first, second))
     assert (delivered.status, delivered.body, delivered.last_error) == (ob.DELIVERED, "a", None)
     assert (failed.status, failed.body) == (ob.FAILED, "b") and "30005" in failed.last_error
+
+
+def test_consent_withdrawn_cancels_the_waiting_texts_and_given_again_brings_them_back(url):
+    appointment = book(url, phone="312 555 0180")
+    store = ap.AppointmentStore(url)
+    no = ap.check_values(appointment.phone, "lumbar", "2027-03-16", "09:30", "America/Chicago", "no", now=NOW)
+    store.update(appointment.id, no, by="test", now=NOW + 60)
+    assert {(m.status, m.reason) for m in ob.messages_for_appointment(appointment.id, url=url)} == {
+        (ob.CANCELLED, ob.NO_CONSENT)}
+    yes = ap.check_values(appointment.phone, "lumbar", "2027-03-16", "09:30", "America/Chicago", "yes", now=NOW)
+    store.update(appointment.id, yes, by="test", now=NOW + 120)
+    rows = ob.messages_for_appointment(appointment.id, url=url)
+    assert len(rows) == 4 and {(m.status, m.appointment_version) for m in rows} == {(ob.PENDING, 1)}
