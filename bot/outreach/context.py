@@ -35,10 +35,14 @@ def recent_checkin(sender_id: str | None, slot_value: Any, now: float | None = N
     if not sender_id or not _E164.match(sender_id):
         return False  # only SMS conversations (ids are phone numbers) get outreach texts
     try:
+        import sqlalchemy as sa
+
         from bot.outreach.outbox import Outbox
 
         return Outbox(create=False).latest_checkin(sender_id, since=now - CHECKIN_CONTEXT_S) is not None
-    except Exception:  # noqa: BLE001 - no outreach database: the reply is read without the context
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+        return False  # no outreach tables: this clinic sends no texts
+    except Exception:  # noqa: BLE001 - the outbox unreadable: the reply is read without the context
         logger.warning("Outreach outbox not readable for %s; reply read without check-in context.",
                        mask_sender(sender_id), exc_info=True)
         return False
