@@ -392,7 +392,7 @@ def last_patient_message_at(phones: Iterable[str], tracker_url: str | None = Non
     phones = sorted(set(phones))
     if not phones:
         return {}
-    engine = _tracker_engine(tracker_url or config.tracker_db_url())
+    engine = _tracker_engine(tracker_url or config.tracker_db_url())  # read-only (bot.review.db)
     found: dict[str, float] = {}
     try:
         with engine.connect() as connection:
@@ -412,9 +412,11 @@ _tracker_engines: dict[str, Engine] = {}
 
 
 def _tracker_engine(url: str) -> Engine:
+    """The one read-only way into the tracker store (never creates or writes it), one engine per URL."""
+    from bot.review.db import tracker_engine
+
     if url not in _tracker_engines:
-        options = {"connect_args": {"timeout": 15}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-        _tracker_engines[url] = sa.create_engine(url, future=True, **options)
+        _tracker_engines[url] = tracker_engine(url)
     return _tracker_engines[url]
 
 
