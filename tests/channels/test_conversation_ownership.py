@@ -16,6 +16,7 @@ import urllib.request
 import pytest
 
 from bot.devtools.socketio_client import MiniSocketIO
+from bot.devtools.stack import wait_until
 from bot.devtools.twilio_requests import new_phone, post_sms, twilio_params
 from bot.vocabulary import CHANNEL_REST, CHANNEL_SMS, CHANNEL_WEB
 
@@ -115,6 +116,8 @@ def test_rest_cannot_write_into_a_web_chat_conversation(channel_stack):
             return session_id
 
     session_id = asyncio.run(chat())
+    # the first answer streams before the turn ends; the tracker is saved when it does
+    wait_until(lambda: len(user_events(channel_stack, session_id)) == 1, 10, "the web chat turn saved")
     before = channel_stack.tracker(session_id)["events"]
     code, body = post_rest(channel_stack, session_id, RED_FLAG, f"?token={channel_stack.token}")
     assert code == 403 and "another channel" in body["error"]
