@@ -112,7 +112,7 @@ def _flag(name: str, default: bool) -> bool:
     raise ConfigError(name, raw, "1 or 0 (or true/false, yes/no, on/off)")
 
 
-def _number(name: str, default: float, minimum: float) -> float:
+def _number(name: str, default: float, minimum: float, maximum: float | None = None) -> float:
     raw = _text(name)
     if not raw:
         return default
@@ -120,7 +120,9 @@ def _number(name: str, default: float, minimum: float) -> float:
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if not value >= minimum:  # also refuses nan
+    if maximum is not None and not minimum <= value <= maximum:  # also refuses nan
+        raise ConfigError(name, raw, f"a number from {minimum:g} to {maximum:g}")
+    if not value >= minimum:
         raise ConfigError(name, raw, f"a number of at least {minimum:g}")
     return value
 
@@ -412,10 +414,7 @@ def review_public_url() -> str:
 
 
 def alert_poll_s() -> float:
-    value = _number("ALERT_POLL_S", DEFAULT_ALERT_POLL_S, 0.5)
-    if value > 60:
-        raise ConfigError("ALERT_POLL_S", _text("ALERT_POLL_S"), "a number from 0.5 to 60")
-    return value
+    return _number("ALERT_POLL_S", DEFAULT_ALERT_POLL_S, 0.5, 60)
 
 
 # --- staff replies and takeover (bot/review/replies.py, bot/takeover.py) ----------------------------------
@@ -423,10 +422,7 @@ DEFAULT_STAFF_TAKEOVER_MINUTES = 60.0
 
 
 def staff_takeover_minutes() -> float:
-    value = _number("STAFF_TAKEOVER_MINUTES", DEFAULT_STAFF_TAKEOVER_MINUTES, 1)
-    if value > 720:
-        raise ConfigError("STAFF_TAKEOVER_MINUTES", _text("STAFF_TAKEOVER_MINUTES"), "a number from 1 to 720")
-    return value
+    return _number("STAFF_TAKEOVER_MINUTES", DEFAULT_STAFF_TAKEOVER_MINUTES, 1, 720)
 
 
 # --- appointment reminders and check-ins (bot/outreach) ---------------------------------------------------
@@ -449,10 +445,7 @@ DEFAULT_OUTREACH_POLL_S = 15.0
 
 
 def outreach_poll_s() -> float:
-    value = _number("OUTREACH_POLL_S", DEFAULT_OUTREACH_POLL_S, 1)
-    if value > 300:
-        raise ConfigError("OUTREACH_POLL_S", _text("OUTREACH_POLL_S"), "a number from 1 to 300")
-    return value
+    return _number("OUTREACH_POLL_S", DEFAULT_OUTREACH_POLL_S, 1, 300)
 
 
 def outreach_status_url() -> str | None:

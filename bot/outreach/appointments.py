@@ -382,30 +382,14 @@ class AppointmentStore:
                           phone: str | None = None, limit: int = 500, offset: int = 0) -> list[Appointment]:
         """Appointments by start time (soonest first), optionally one status / a time range / one phone."""
         a = appointments_table.c
-        query = sa.select(appointments_table).order_by(a.starts_at, a.id).limit(limit).offset(offset)
-        if status:
-            query = query.where(a.status == status)
-        if since is not None:
-            query = query.where(a.starts_at >= since)
-        if until is not None:
-            query = query.where(a.starts_at < until)
-        if phone:
-            query = query.where(a.phone == phone)
+        query = _filtered(sa.select(appointments_table), status, since, until, phone)
+        query = query.order_by(a.starts_at, a.id).limit(limit).offset(offset)
         with self.engine.connect() as connection:
             return [_from_row(row) for row in connection.execute(query).all()]
 
     def count(self, status: str | None = None, since: float | None = None, until: float | None = None,
               phone: str | None = None) -> int:
-        a = appointments_table.c
-        query = sa.select(sa.func.count()).select_from(appointments_table)
-        if status:
-            query = query.where(a.status == status)
-        if since is not None:
-            query = query.where(a.starts_at >= since)
-        if until is not None:
-            query = query.where(a.starts_at < until)
-        if phone:
-            query = query.where(a.phone == phone)
+        query = _filtered(sa.select(sa.func.count()).select_from(appointments_table), status, since, until, phone)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar() or 0)
 
@@ -524,3 +508,18 @@ def list_active(now: float | None = None, url: str | None = None) -> list[Appoin
 
 def import_csv(text: str, by: str, now: float | None = None, url: str | None = None) -> ImportReport:
     return AppointmentStore(url).import_csv(text, by, now)
+
+
+def _filtered(query: sa.sql.Select, status: str | None, since: float | None, until: float | None,
+              phone: str | None) -> sa.sql.Select:
+    """The appointment list's filters (one status, a start-time range, one phone), for rows and for counts."""
+    a = appointments_table.c
+    if status:
+        query = query.where(a.status == status)
+    if since is not None:
+        query = query.where(a.starts_at >= since)
+    if until is not None:
+        query = query.where(a.starts_at < until)
+    if phone:
+        query = query.where(a.phone == phone)
+    return query
