@@ -15,6 +15,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot.devtools.stack import BotStack
 from bot.storage import ClinicLockStore, ClinicTrackerStore
+from tests.scratch_db import scratch_postgres_database
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
 
@@ -33,14 +34,8 @@ def postgres_db(postgres_server_url):
     """A fresh PostgreSQL database, dropped afterwards."""
     if not postgres_server_url:
         pytest.fail("no PostgreSQL: scripts/ensure_postgres.sh found or started none")
-    name = f"clinic_store_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield str(sa.engine.make_url(postgres_server_url).set(database=name))
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_postgres_database(postgres_server_url, "clinic_store") as url:
+        yield url
 
 
 @pytest.mark.postgres

@@ -4,14 +4,13 @@ on SQLite and PostgreSQL (the `outreach_url` fixture)."""
 from __future__ import annotations
 
 import os
-import uuid
 from datetime import datetime, timezone
 
 import pytest
-import sqlalchemy as sa
 
 from bot.outreach import appointments as ap
 from bot.outreach.db import metadata, outreach_engine
+from tests.scratch_db import scratch_postgres_database
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc).timestamp()
 HEADER = "phone,procedure,date,time,time_zone,consent\n"
@@ -24,14 +23,8 @@ def postgres_database(postgres_server_url):
         if os.environ.get("REVIEW_REQUIRE_POSTGRES") == "1":
             pytest.fail("no PostgreSQL: scripts/ensure_postgres.sh failed")
         pytest.skip("no PostgreSQL available")
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT", future=True)
-    database = f"outreach_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{database}"'))
-    yield str(sa.engine.make_url(postgres_server_url).set(database=database))
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_postgres_database(postgres_server_url, "outreach") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

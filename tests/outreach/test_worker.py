@@ -9,14 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import sqlalchemy as sa
 
 from bot.channels.sms import SmsStateStore
 from bot.devtools.stack import ROOT, base_env
@@ -25,6 +23,7 @@ from bot.outreach import appointments as ap
 from bot.outreach import outbox as ob
 from bot.outreach.schedule import load_schedule
 from bot.outreach.worker import OptOutReader, OutreachWorker, TwilioAccount
+from tests.scratch_db import scratch_postgres_database
 
 pytestmark = pytest.mark.server
 
@@ -64,16 +63,9 @@ def outreach_url(request, tmp_path, postgres_server_url):
         if os.environ.get("REVIEW_REQUIRE_POSTGRES") == "1":
             pytest.fail("no PostgreSQL: scripts/ensure_postgres.sh failed")
         pytest.skip("no PostgreSQL available")
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT", future=True)
-    database = f"outreach_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{database}"'))
-    url = str(sa.engine.make_url(postgres_server_url).set(database=database))
-    yield url
-    ap.AppointmentStore(url).engine.dispose()
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_postgres_database(postgres_server_url, "outreach") as url:
+        yield url
+        ap.AppointmentStore(url).engine.dispose()
 
 
 @pytest.fixture

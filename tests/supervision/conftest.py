@@ -6,9 +6,9 @@ BOT_REPLY_TIMEOUT_S is 5 s here (10 s by default) so a stuck turn's safe reply d
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
+
+from tests.scratch_db import scratch_postgres_database
 
 REPLY_TIMEOUT_S = 5.0
 
@@ -18,19 +18,8 @@ def fault_db_url(postgres_server_url):
     """A fresh PostgreSQL database for the stack's conversations (dropped afterwards)."""
     if not postgres_server_url:
         pytest.skip("no PostgreSQL server (scripts/ensure_postgres.sh found none)")
-    import psycopg2
-    from psycopg2 import sql
-    from sqlalchemy.engine.url import make_url
-
-    url = make_url(postgres_server_url)
-    name = f"clinic_faults_{secrets.token_hex(4)}"
-    admin = psycopg2.connect(host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-                             dbname=url.database)
-    admin.autocommit = True
-    admin.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield str(url.set(database=name))
-    admin.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    admin.close()
+    with scratch_postgres_database(postgres_server_url, "clinic_faults") as url:
+        yield url
 
 
 @pytest.fixture(scope="package")
