@@ -26,6 +26,16 @@ What (each patch keeps Rasa's behaviour; tests/test_reply_path.py checks it):
    (to float rounding) and its single-message latency is unchanged.
 4. `Event.resolve_by_type` remembers the class found for each event type name instead of walking all
    Event subclasses (with `inspect.isabstract`) for every stored event it deserialises.
+5. `DaskGraphRunner.run` builds the dask graph of each target list once; Rasa re-derived the minimal
+   schema (a recursive walk) for each of the three graph runs of a message. Same nodes, same results.
+6. `MessageProcessor.parse_message` first has the message's sentence embedding computed together with
+   those of the other messages that reach understanding in the same turn of the event loop
+   (bot/encoder_batching.py); the NLU graph then finds it ready. Same vectors, to float rounding.
+
+The tracker store's reads and writes also skip SQLAlchemy's ORM: the window's queries are Core
+statements built once, and `save` writes a turn's events with one multi-row INSERT (Rasa flushes an ORM
+object per event); the rows are the same. With SQLite the store is also pooled, in write-ahead-log mode,
+with this process's writers queued on a lock (bot/storage.py).
 
 Applied once per process by `bot.storage.ClinicTrackerStore` (so only inside the Rasa server), unless
 endpoints.yml says `fast_reply_path: false` (the stock path, for `make bench`'s comparison).
@@ -35,22 +45,31 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import itertools
 import json
 import logging
 from collections.abc import Iterator
 from typing import Any
 
+import dask
 import sqlalchemy as sa
 from jsonschema import exceptions as jsonschema_exceptions
 from jsonschema.validators import validator_for
 from rasa.core.actions.action import RemoteAction
 from rasa.core.processor import MessageProcessor
 from rasa.core.tracker_store import SQLTrackerStore
+from rasa.engine.exceptions import GraphRunError
+from rasa.engine.runner.dask import DaskGraphRunner
 from rasa.shared.constants import DOCS_BASE_URL
 from rasa.shared.core.events import Event
 from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.nlu.constants import INTENT_NAME_KEY
 from threadpoolctl import threadpool_limits
+
+from bot.components.linear_intent_classifier import MAX_CHARS
+from bot.encoder_batching import EncoderBatcher
+from bot.sentence_encoder import sentence_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -118,36 +137,54 @@ async def handle_message(self: MessageProcessor, message: Any) -> Any:
         return await _originals["handle_message"](self, message)
 
 
+@functools.cache
+def _window_statements(table: sa.Table, in_a_session: bool, recent_turns: int) -> dict[str, Any]:
+    """The recent window's queries, built once per table (Core statements: no ORM work per message).
+
+    `in_a_session`: the conversation has a session start, so only events from then on count, as in
+    Rasa's `_event_query` for the latest session.
+    """
+    c = table.c
+    where = [c.sender_id == sa.bindparam("sender")]
+    if in_a_session:
+        where.append(c.timestamp >= sa.bindparam("start"))
+    before_cut = [*where, c.id < sa.bindparam("cut")]
+    return {
+        "cut_user": sa.select(c.id).where(*where, c.type_name == "user")
+        .order_by(c.id.desc()).offset(recent_turns - 1).limit(1),
+        "session": sa.select(c.data).where(*where).order_by(c.id),
+        "listen": sa.select(sa.func.max(c.id))
+        .where(*before_cut, c.type_name == "action", c.action_name == "action_listen"),
+        "groups": sa.select(c.type_name, c.action_name, sa.func.max(c.id), sa.func.count(c.id))
+        .where(*before_cut).group_by(c.type_name, c.action_name),
+        "window": sa.select(c.data)
+        .where(*where, sa.or_(c.id >= sa.bindparam("cut"), c.id.in_(sa.bindparam("prefix", expanding=True))))
+        .order_by(c.id),
+    }
+
+
+@functools.cache
+def _session_start_statement(table: sa.Table) -> Any:
+    c = table.c
+    return sa.select(sa.func.max(c.timestamp)).where(c.sender_id == sa.bindparam("sender"),
+                                                     c.type_name == "session_started")
+
+
 def _recent_rows(store: SQLTrackerStore, session: Any, sender_id: str, recent_turns: int) -> list[str] | None:
     """The stored events (JSON) of the recent window, in order; None when the whole session is needed."""
-    table = store.SQLEvent
-    session_start = (
-        session.query(sa.func.max(table.timestamp))
-        .filter(table.sender_id == sender_id, table.type_name == "session_started")
-        .scalar()
-    )
-    # The same rows as Rasa's `_event_query` for the latest session.
-    in_session = [table.sender_id == sender_id]
-    if session_start is not None:
-        in_session.append(table.timestamp >= session_start)
-    cut_user = (
-        session.query(table.id).filter(*in_session, table.type_name == "user")
-        .order_by(table.id.desc()).offset(recent_turns - 1).limit(1).scalar()
-    )
-    if cut_user is None:
-        return None  # a short session: Rasa's own query
-    listen = (
-        session.query(sa.func.max(table.id))
-        .filter(*in_session, table.id < cut_user, table.type_name == "action", table.action_name == "action_listen")
-        .scalar()
-    )
+    table = store.SQLEvent.__table__
+    connection = session.connection()
+    session_start = connection.execute(_session_start_statement(table), {"sender": sender_id}).scalar()
+    statements = _window_statements(table, session_start is not None, recent_turns)
+    params: dict[str, Any] = {"sender": sender_id, "start": session_start}
+    if session_start is None:
+        del params["start"]
+    cut_user = connection.execute(statements["cut_user"], params).scalar()
+    if cut_user is None:  # a short session: all of it, as Rasa's own query reads it
+        return list(connection.execute(statements["session"], params).scalars())
+    listen = connection.execute(statements["listen"], {**params, "cut": cut_user}).scalar()
     cut = listen if listen is not None else cut_user
-    groups = (
-        session.query(table.type_name, table.action_name, sa.func.max(table.id), sa.func.count(table.id))
-        .filter(*in_session, table.id < cut)
-        .group_by(table.type_name, table.action_name)
-        .all()
-    )
+    groups = connection.execute(statements["groups"], {**params, "cut": cut}).all()
     if any(type_name not in WINDOW_SAFE_TYPES for type_name, _, _, _ in groups):
         return None
     starts = [(latest, count) for type_name, _, latest, count in groups if type_name == "session_started"]
@@ -157,13 +194,7 @@ def _recent_rows(store: SQLTrackerStore, session: Any, sender_id: str, recent_tu
     if starts and any(slot_id < starts[0][0] for slot_id in slot_ids):
         return None  # a slot set before the session start in the same second: keep Rasa's exact replay
     prefix_ids = [start for start, _ in starts] + slot_ids
-    rows = (
-        session.query(table.data)
-        .filter(*in_session, sa.or_(table.id >= cut, table.id.in_(prefix_ids) if prefix_ids else sa.false()))
-        .order_by(table.id)
-        .all()
-    )
-    return [data for (data,) in rows]
+    return list(connection.execute(statements["window"], {**params, "cut": cut, "prefix": prefix_ids}).scalars())
 
 
 async def retrieve(self: SQLTrackerStore, sender_id: str) -> DialogueStateTracker | None:
@@ -177,6 +208,8 @@ async def retrieve(self: SQLTrackerStore, sender_id: str) -> DialogueStateTracke
         if tracker is not None:  # the whole session, as stored: the same count Rasa would query at save
             setattr(tracker, STORED_EVENTS_ATTR, len(tracker.events))
         return tracker
+    if not rows:
+        return None  # as Rasa: no stored events, no tracker
     tracker = DialogueStateTracker.from_dict(sender_id, [json.loads(row) for row in rows], self.domain.slots)
     setattr(tracker, STORED_EVENTS_ATTR, len(tracker.events))
     return tracker
@@ -190,9 +223,28 @@ def additional_events(self: SQLTrackerStore, session: Any, tracker: DialogueStat
     return itertools.islice(tracker.events, stored, len(tracker.events))
 
 
+def event_row(sender_id: str, event: Event) -> dict[str, Any]:
+    """The events-table row Rasa's `save` writes for one event (same columns, same JSON)."""
+    data = event.as_dict()
+    return {
+        "sender_id": sender_id,
+        "type_name": event.type_name,
+        "timestamp": data.get("timestamp"),
+        "intent_name": data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
+        "action_name": data.get("name"),
+        "data": json.dumps(data),
+    }
+
+
 async def save(self: SQLTrackerStore, tracker: DialogueStateTracker) -> None:
-    """Rasa's `save`; a recent tracker then counts its events as stored (saving twice adds nothing twice)."""
-    await _originals["save"](self, tracker)
+    """Rasa's `save` as one multi-row INSERT (Rasa adds an ORM object per event and flushes them one by
+    one); a recent tracker then counts its events as stored (saving twice adds nothing twice)."""
+    await self.stream_events(tracker)
+    with self.session_scope() as session:
+        rows = [event_row(tracker.sender_id, event) for event in self._additional_events(session, tracker)]
+        if rows:
+            session.execute(sa.insert(self.SQLEvent.__table__), rows)
+        session.commit()
     if getattr(tracker, STORED_EVENTS_ATTR, None) is not None:
         setattr(tracker, STORED_EVENTS_ATTR, len(tracker.events))
 
@@ -211,6 +263,44 @@ def resolve_by_type(type_name: str, default: type | None = None) -> type | None:
     return found
 
 
+# --- 5. the graph to run for a set of targets, worked out once ------------------------------------------
+def run_graph(self: DaskGraphRunner, inputs: dict[str, Any] | None = None, targets: list[str] | None = None) -> dict:
+    """Rasa's `DaskGraphRunner.run`, building the dask graph of each target list once.
+
+    Why: Rasa re-derives the minimal schema (a recursive walk with repeated subtrees and list lookups)
+    and rebuilds the dask graph on every run, three runs a message; the schema never changes.
+    """
+    run_targets = list(targets) if targets else self._graph_schema.target_names
+    graphs = self.__dict__.setdefault("_clinic_graphs", {})
+    template = graphs.get(tuple(run_targets))
+    if template is None:
+        template = graphs[tuple(run_targets)] = self._build_dask_graph(
+            self._graph_schema.minimal_graph_schema(run_targets))
+    graph = dict(template)
+    if inputs:
+        self._add_inputs_to_graph(inputs, graph)
+    try:
+        return dict(dask.get(graph, run_targets))
+    except RuntimeError as error:
+        raise GraphRunError("Error running runner.") from error
+
+
+# --- 6. the sentence embeddings of concurrent messages in one forward pass -------------------------------
+_batcher: list[EncoderBatcher] = []
+
+
+async def parse_message(self: MessageProcessor, message: Any, tracker: Any = None,
+                        only_output_properties: bool = True) -> dict[str, Any]:
+    """Rasa's `parse_message`, with the message's sentence embedding prepared in a batch
+    (bot/encoder_batching.py) before the NLU graph runs; the graph then finds it ready."""
+    if self.http_interpreter or not isinstance(message.text, str):
+        return await _originals["parse_message"](self, message, tracker, only_output_properties)
+    if not _batcher:
+        _batcher.append(EncoderBatcher(sentence_encoder()))
+    async with _batcher[0].prepared(message.text[:MAX_CHARS]):
+        return await _originals["parse_message"](self, message, tracker, only_output_properties)
+
+
 def apply(recent_turns: int = DEFAULT_RECENT_TURNS) -> None:
     """Install the patches (idempotent); `recent_turns` patient turns are loaded per message."""
     if recent_turns < 2:
@@ -225,6 +315,8 @@ def apply(recent_turns: int = DEFAULT_RECENT_TURNS) -> None:
         _additional_events=SQLTrackerStore._additional_events,
         save=SQLTrackerStore.save,
         resolve_by_type=Event.resolve_by_type,
+        run_graph=DaskGraphRunner.run,
+        parse_message=MessageProcessor.parse_message,
     )
     RemoteAction._validate_action_result = validate_action_result
     MessageProcessor.handle_message = handle_message
@@ -232,6 +324,8 @@ def apply(recent_turns: int = DEFAULT_RECENT_TURNS) -> None:
     SQLTrackerStore._additional_events = additional_events
     SQLTrackerStore.save = save
     Event.resolve_by_type = staticmethod(resolve_by_type)
+    DaskGraphRunner.run = run_graph
+    MessageProcessor.parse_message = parse_message
     threadpool_limits(limits=1, user_api="blas")
     _state["applied"] = True
     logger.info("Reply-path patches applied (bot/rasa_patches.py): recent window of %d turns.", recent_turns)

@@ -111,17 +111,24 @@ class WordPieceTokenizer:
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * weight + bias
+    """Layer norm of each column (one token per column); `weight` and `bias` are columns."""
+    centred = x - x.mean(0, keepdims=True)
+    var = (centred * centred).mean(0, keepdims=True)
+    return centred / np.sqrt(var + eps) * weight + bias
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+    return 0.5 * x * (1.0 + erf(x * np.float32(1.0 / np.sqrt(2.0))))
 
 
 class SentenceEncoder:
-    """all-MiniLM-L6-v2 forward pass in float32 numpy; `encode` returns unit-length vectors."""
+    """all-MiniLM-L6-v2 forward pass in float32 numpy; `encode` returns unit-length vectors.
+
+    Tokens are columns, the texts of a batch packed side by side without padding, and each weight
+    matrix multiplies them from the left as stored (out x in). Why: a patient message is one short
+    text, and OpenBLAS multiplies a big matrix by a few columns faster than a few rows by a big matrix
+    (measured: 1.6x on the 1536x384 layer at 12 tokens); packing, unlike padding, wastes nothing.
+    """
 
     def __init__(self, model_dir: Path = ENCODER_DIR) -> None:
         weights_file = model_dir / "model.safetensors"
@@ -135,64 +142,95 @@ class SentenceEncoder:
         self.eps = float(config["layer_norm_eps"])
         raw = load_file(str(weights_file))
         self.w = {name.removeprefix("bert."): value.astype(np.float32) for name, value in raw.items()}
+        for name in [name for name in self.w if name.endswith(("bias", "LayerNorm.weight"))]:
+            self.w[name] = self.w[name][:, None]  # columns, to broadcast over the token columns
         for layer in range(self.layers):  # one matmul for q, k and v
             prefix = f"encoder.layer.{layer}.attention.self."
-            self.w[prefix + "qkv.weight"] = np.concatenate(
-                [self.w[prefix + part + ".weight"].T for part in ("query", "key", "value")], axis=1
-            )
-            self.w[prefix + "qkv.bias"] = np.concatenate([self.w[prefix + part + ".bias"] for part in ("query", "key", "value")])
+            parts = ("query", "key", "value")
+            self.w[prefix + "qkv.weight"] = np.concatenate([self.w[prefix + part + ".weight"] for part in parts])
+            self.w[prefix + "qkv.bias"] = np.concatenate([self.w[prefix + part + ".bias"] for part in parts])
         self.tokenizer = WordPieceTokenizer(model_dir / "vocab.txt")
         self._lock = threading.Lock()
+        self._prepared: dict[str, tuple[np.ndarray, int]] = {}  # text -> (embedding, holders): prepare()
 
-    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _forward(self, sequences: list[list[int]]) -> np.ndarray:
+        """Unit-length embeddings (one row per sequence) of token-id sequences, packed as columns."""
         w, eps = self.w, self.eps
-        batch, length = ids.shape
-        hidden = (
-            w["embeddings.word_embeddings.weight"][ids]
-            + w["embeddings.position_embeddings.weight"][:length][None]
-            + w["embeddings.token_type_embeddings.weight"][0][None, None]
-        )
-        hidden = _layer_norm(hidden, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
-        size = hidden.shape[-1]
+        lengths = [len(sequence) for sequence in sequences]
+        bounds = np.cumsum([0, *lengths])
+        ids = np.concatenate([np.asarray(sequence, dtype=np.int64) for sequence in sequences])
+        positions = np.concatenate([np.arange(length) for length in lengths])
+        x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][positions]
+             + w["embeddings.token_type_embeddings.weight"][0]).T
+        x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+        size = x.shape[0]
         head = size // self.heads
-        attention_bias = ((1.0 - mask) * -1e9)[:, None, None, :].astype(np.float32)
+        scale = np.float32(1.0 / np.sqrt(head))
         for layer in range(self.layers):
             p = f"encoder.layer.{layer}."
-            qkv = hidden @ w[p + "attention.self.qkv.weight"] + w[p + "attention.self.qkv.bias"]
-            q, k, v = (
-                qkv[..., i * size:(i + 1) * size].reshape(batch, length, self.heads, head).transpose(0, 2, 1, 3)
-                for i in range(3)
-            )
-            scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(head) + attention_bias
-            scores = np.exp(scores - scores.max(-1, keepdims=True))
-            scores /= scores.sum(-1, keepdims=True)
-            context = (scores @ v).transpose(0, 2, 1, 3).reshape(batch, length, size)
-            attended = context @ w[p + "attention.output.dense.weight"].T + w[p + "attention.output.dense.bias"]
-            hidden = _layer_norm(hidden + attended, w[p + "attention.output.LayerNorm.weight"],
-                                 w[p + "attention.output.LayerNorm.bias"], eps)
-            inner = _gelu(hidden @ w[p + "intermediate.dense.weight"].T + w[p + "intermediate.dense.bias"])
-            output = inner @ w[p + "output.dense.weight"].T + w[p + "output.dense.bias"]
-            hidden = _layer_norm(hidden + output, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
-        summed = (hidden * mask[..., None]).sum(1)
-        pooled = summed / np.clip(mask.sum(1, keepdims=True), 1e-9, None)
+            qkv = w[p + "attention.self.qkv.weight"] @ x + w[p + "attention.self.qkv.bias"]
+            context = np.empty_like(x)
+            for start, end in zip(bounds[:-1], bounds[1:], strict=True):  # attention within each text
+                q, k, v = (qkv[i * size:(i + 1) * size, start:end].reshape(self.heads, head, end - start)
+                           for i in range(3))
+                scores = q.transpose(0, 2, 1) @ k * scale  # heads x query token x key token
+                scores = np.exp(scores - scores.max(-1, keepdims=True))
+                scores /= scores.sum(-1, keepdims=True)
+                context[:, start:end] = (v @ scores.transpose(0, 2, 1)).reshape(size, end - start)
+            attended = w[p + "attention.output.dense.weight"] @ context + w[p + "attention.output.dense.bias"]
+            x = _layer_norm(x + attended, w[p + "attention.output.LayerNorm.weight"],
+                            w[p + "attention.output.LayerNorm.bias"], eps)
+            inner = _gelu(w[p + "intermediate.dense.weight"] @ x + w[p + "intermediate.dense.bias"])
+            output = w[p + "output.dense.weight"] @ inner + w[p + "output.dense.bias"]
+            x = _layer_norm(x + output, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
+        pooled = (np.add.reduceat(x, bounds[:-1], axis=1) / np.asarray(lengths, dtype=np.float32)).T
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Unit-length embeddings, one row per text (texts of similar length are batched together)."""
+        """Unit-length embeddings, one row per text (`batch_size` texts per forward pass).
+
+        A text made ready by `prepare` (and not yet released) is not computed again.
+        """
+        out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        missing = []
+        for row, text in enumerate(texts):
+            ready = self._prepared.get(text)
+            if ready is None:
+                missing.append(row)
+            else:
+                out[row] = ready[0]
+        if missing:
+            out[missing] = self._compute([texts[row] for row in missing], batch_size)
+        return out
+
+    def _compute(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         encoded = [self.tokenizer.encode(text) for text in texts]
         out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
         with self._lock:
-            for start in range(0, len(order), batch_size):
-                chunk = order[start:start + batch_size]
-                length = max(len(encoded[i]) for i in chunk)
-                ids = np.zeros((len(chunk), length), dtype=np.int64)
-                mask = np.zeros((len(chunk), length), dtype=np.float32)
-                for row, i in enumerate(chunk):
-                    ids[row, : len(encoded[i])] = encoded[i]
-                    mask[row, : len(encoded[i])] = 1.0
-                out[chunk] = self._forward(ids, mask)
+            for start in range(0, len(encoded), batch_size):
+                out[start:start + batch_size] = self._forward(encoded[start:start + batch_size])
         return out
+
+    def prepare(self, texts: list[str]) -> None:
+        """Compute these texts' embeddings in one forward pass and hold them until `release`.
+
+        Why: reading the six layers' weights (about 40 MB, more than the CPU's caches) is most of the
+        cost of one short text; the messages being understood at the same moment share one read
+        (bot/encoder_batching.py). Every text is computed, repeated ones too; held ones are kept once.
+        """
+        for text, vector in zip(texts, self._compute(texts), strict=True):
+            _, holders = self._prepared.get(text, (None, 0))
+            self._prepared[text] = (vector, holders + 1)
+
+    def release(self, text: str) -> None:
+        """One holder of a prepared text is done with it."""
+        ready = self._prepared.get(text)
+        if ready is None:
+            return
+        if ready[1] <= 1:
+            del self._prepared[text]
+        else:
+            self._prepared[text] = (ready[0], ready[1] - 1)
 
 
 @lru_cache(maxsize=1)

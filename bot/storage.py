@@ -9,15 +9,20 @@ The Rasa process uses these classes through endpoints.yml; the variables are rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from rasa.core.lock_store import InMemoryLockStore, LockStore
 from rasa.core.tracker_store import SQLTrackerStore
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from bot.config import redis_lock_prefix, redis_url, tracker_db_url
 from bot.privacy import private_sqlite_file
@@ -31,38 +36,43 @@ DB_RETRY_FOR_S = 60.0  # a restarting database (seconds) is waited for, not turn
 
 # Tracker store calls get threads of their own: a stuck database must not starve the channels' other
 # off-loop work (SMS opt-outs, conversation owners) of asyncio's small default pool.
-_DB_THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tracker-db")
+DB_THREADS = 16
+_DB_THREADS = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="tracker-db")
 
 
-def run_off_the_loop(operation: Callable[[], Awaitable[T]]) -> T:
+def run_off_the_loop(operation: Callable[[], Awaitable[T]], lock: threading.Lock | None = None) -> T:
     """Run one of SQLTrackerStore's operations to completion in this (worker) thread.
 
     Why: its `async` methods do blocking SQLAlchemy calls, so a slow or locked database would freeze the
     whole Rasa process, other conversations and the reply guard's seek-care deadline included. Without an
     event broker they never await anything, so they run here, in a thread, without an event loop.
     """
-    coroutine = operation()
-    try:
-        coroutine.send(None)
-    except StopIteration as finished:
-        return finished.value
+    with lock or contextlib.nullcontext():
+        coroutine = operation()
+        try:
+            coroutine.send(None)
+        except StopIteration as finished:
+            return finished.value
     coroutine.close()
     raise RuntimeError("a tracker store operation waited on the event loop (an event broker?); not supported")
 
 
-async def retry_while_db_unreachable(operation: Callable[[], Awaitable[T]], what: str) -> T:
+async def retry_while_db_unreachable(operation: Callable[[], Awaitable[T]], what: str,
+                                     lock: threading.Lock | None = None) -> T:
     """Run a tracker store operation again while the database cannot be reached.
 
     Why: Rasa wraps the store in FailSafeTrackerStore, which on an error keeps the turn in this process's
     memory only (save) or starts the conversation afresh (retrieve): a database restart would lose messages.
     The lock keeps the conversation while this waits, and the reply guard answers the patient meanwhile.
+    `lock` (SQLite's one writer): held around the operation, so this process's writers queue in turn
+    instead of polling SQLite's busy handler, which sleeps up to 100 ms between tries.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DB_RETRY_FOR_S
     pause = 0.1
     while True:
         try:
-            return await loop.run_in_executor(_DB_THREADS, run_off_the_loop, operation)
+            return await loop.run_in_executor(_DB_THREADS, run_off_the_loop, operation, lock)
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
             if loop.time() + pause > deadline:
                 raise
@@ -75,12 +85,36 @@ async def retry_while_db_unreachable(operation: Callable[[], Awaitable[T]], what
         pause = min(pause * 2, 1.0)
 
 
+def sqlite_engine(url: Any) -> sa.engine.Engine:
+    """A pooled engine on a write-ahead-log SQLite file (measured: README "Per-message cost").
+
+    Why: SQLAlchemy 1.4 gives a SQLite file a NullPool, so every tracker store call opened a new
+    connection; and in SQLite's default rollback-journal mode a writer waits for readers and the
+    reverse. With a pool and the write-ahead log, readers (other conversations, the review app) and the
+    one writer don't block each other; `ClinicTrackerStore` queues this process's writers on a lock.
+    `synchronous=FULL` keeps every committed turn through a power cut. The -wal and -shm files get the
+    database file's mode (0600, bot/privacy.py).
+    """
+    engine = sa.create_engine(url, poolclass=QueuePool, pool_size=DB_THREADS, max_overflow=4,
+                              connect_args={"check_same_thread": False, "timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _write_ahead_log(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    return engine
+
+
 class ClinicTrackerStore(SQLTrackerStore):
     """Rasa's SQL tracker store, configured from TRACKER_DB_URL instead of endpoints.yml fields."""
 
     def __init__(self, domain: Any = None, host: Any = None, event_broker: Any = None, **kwargs: Any) -> None:
         # endpoints.yml `fast_reply_path` / `recent_turns`: bot/rasa_patches.py (false = stock Rasa, for the bench)
-        if kwargs.pop("fast_reply_path", True):
+        fast_reply_path = bool(kwargs.pop("fast_reply_path", True))
+        if fast_reply_path:
             from bot import rasa_patches  # the Rasa process only (it imports Rasa's core)
 
             rasa_patches.apply(int(kwargs.pop("recent_turns", rasa_patches.DEFAULT_RECENT_TURNS)))
@@ -101,6 +135,12 @@ class ClinicTrackerStore(SQLTrackerStore):
             login_db=kwargs.pop("login_db", None),
             query=dict(url.query) or None,
         )
+        self._write_lock: threading.Lock | None = None
+        if fast_reply_path and dialect == "sqlite" and url.database not in (None, "", ":memory:"):
+            self._write_lock = threading.Lock()
+            self.engine.dispose()
+            self.engine = sqlite_engine(self.engine.url)
+            self.sessionmaker = sessionmaker(bind=self.engine)
 
     async def retrieve(self, sender_id: str) -> Any:
         return await retry_while_db_unreachable(lambda: super(ClinicTrackerStore, self).retrieve(sender_id), "retrieve")
@@ -110,7 +150,8 @@ class ClinicTrackerStore(SQLTrackerStore):
             lambda: super(ClinicTrackerStore, self).retrieve_full_tracker(conversation_id), "retrieve")
 
     async def save(self, tracker: Any) -> None:
-        await retry_while_db_unreachable(lambda: super(ClinicTrackerStore, self).save(tracker), "save")
+        await retry_while_db_unreachable(lambda: super(ClinicTrackerStore, self).save(tracker), "save",
+                                         self._write_lock)
         self._publish_stored_events(tracker)
 
     # --- event broker (endpoints.yml `event_broker`: bot/alerts/broker.py; none without RABBITMQ_URL) -----

@@ -267,10 +267,18 @@ def compare(levels: list[int], seconds: float, only: set[str], long_turns: int) 
         try:
             stock.start()
             fast.start()
-            for part in ("closed", "open", "long"):
+            stacks = (("stock", stock), ("fast", fast))
+            if "closed" in only:  # level by level, one stack then the other: both see the same machine
+                for level in levels:
+                    for name, stack in stacks:
+                        print(f"   measuring closed loop x{level} on {name} ...", file=sys.stderr, flush=True)
+                        results[name].setdefault("closed", []).extend(
+                            run_all(stack.url, stack.token, [level], seconds, {"closed"}, long_turns,
+                                    stack.processes["rasa"].pid)["closed"])
+            for part in ("open", "long"):
                 if part not in only:
                     continue
-                for name, stack in (("stock", stock), ("fast", fast)):
+                for name, stack in stacks:
                     print(f"   measuring {part} on {name} ...", file=sys.stderr, flush=True)
                     results[name].update(run_all(stack.url, stack.token, levels, seconds, {part}, long_turns,
                                                  stack.processes["rasa"].pid))

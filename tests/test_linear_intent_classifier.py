@@ -126,3 +126,20 @@ def test_with_the_sentence_embedding_a_paraphrase_without_shared_words_is_unders
     assert with_embedding.rank("expecting a baby soon")[0][INTENT_NAME_KEY] == "ask_pregnancy"
     loaded = LinearIntentClassifier.load({"embedding_weight": 1.0}, model_storage, resource, execution_context)
     assert loaded.rank("expecting a baby soon") == with_embedding.rank("expecting a baby soon")
+
+
+@pytest.mark.parametrize("embedding_weight", [0.0, 1.0])
+def test_margins_are_the_pipelines_decision_function(model_storage, resource, execution_context, embedding_weight):
+    """`margins` skips sklearn's FeatureUnion for speed; it must give the pipeline's own numbers."""
+    import numpy as np
+
+    config = {"embedding_weight": embedding_weight}
+    classifier = LinearIntentClassifier.create(config, model_storage, resource, execution_context)
+    classifier.train(training_data(EXAMPLES))
+    texts = [text for examples in EXAMPLES.values() for text in examples]
+    texts += ["", "🙂", "¿puedo manejar?", "DRIVE?!", "x" * 2500, "expecting a baby soon", "bath bandage driver"]
+    for text in texts:
+        expected = classifier.pipeline.decision_function([text])[0]
+        assert np.abs(classifier.margins(text) - expected).max() < 1e-9, text
+    classifier.train(training_data({**EXAMPLES, "ask_risks": ["what are the risks", "is it dangerous"]}))
+    assert classifier.margins("is it risky").shape == (4,)  # retraining forgets the old blocks

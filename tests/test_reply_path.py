@@ -315,3 +315,60 @@ def test_a_long_conversation_answers_as_early_on_and_sends_few_events(tmp_path):
     early, late = max(counts[: DEFAULT_RECENT_TURNS + 5]), max(counts[-DEFAULT_RECENT_TURNS:])
     assert late <= early + 20, (early, late)
     assert max(counts) < len(tracker["events"]) / 2
+
+
+def test_saving_writes_the_rows_rasa_writes(store, tmp_path, rasa_domain):
+    """One multi-row INSERT stores the same rows (every column, the same JSON) as Rasa's ORM save."""
+    import sqlalchemy as sa
+    from rasa.core.tracker_store import SQLTrackerStore
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot import rasa_patches
+
+    events = conversation(4)
+    save(store, "rows", events)
+    stock = SQLTrackerStore(domain=rasa_domain, dialect="sqlite", db=str(tmp_path / "stock.db"))
+    asyncio.run(rasa_patches._originals["save"](stock, DialogueStateTracker.from_events("rows", events,
+                                                                                        rasa_domain.slots)))
+    query = sa.text("SELECT sender_id, type_name, timestamp, intent_name, action_name, data FROM events ORDER BY id")
+
+    def rows(engine) -> list:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(query)]
+
+    assert len(rows(store.engine)) == len(events)
+    assert rows(store.engine) == rows(stock.engine)
+    assert any(row[3] == "ask_driving" for row in rows(store.engine))  # intent_name filled, as Rasa does
+    stock.engine.dispose()
+
+
+def test_the_graph_runs_as_rasa_runs_it(store):
+    """Building each target list's dask graph once gives the same understanding and the same predictions."""
+    from rasa.core.agent import Agent
+    from rasa.core.channels.channel import UserMessage
+    from rasa.engine.runner.dask import DaskGraphRunner
+    from rasa.shared.core.events import ActionExecuted, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot import rasa_patches
+
+    agent = Agent.load(str(ROOT / "models" / "clinic.tar.gz"))
+    runner, metadata = agent.processor.graph_runner, agent.processor.model_metadata
+    rasa_run = rasa_patches._originals.get("run_graph", DaskGraphRunner.run)
+    for text in ["can i drive home after my nerve block", "/restart", "", "my legs went numb and i can't pee",
+                 "¿puedo comer antes?", "what about the neck one?"]:
+        inputs = {"__message__": [UserMessage(text, sender_id="graph")],
+                  "__tracker__": DialogueStateTracker.from_events("graph", [])}
+        ours = rasa_patches.run_graph(runner, inputs, [metadata.nlu_target])[metadata.nlu_target]
+        theirs = rasa_run(runner, inputs, [metadata.nlu_target])[metadata.nlu_target]
+        assert [m.as_dict(only_output_properties=True) for m in ours] == \
+               [m.as_dict(only_output_properties=True) for m in theirs], text
+    parse = agent.processor._parse_message_with_graph(UserMessage("can i drive home after"),
+                                                      DialogueStateTracker.from_events("graph", []))
+    tracker = DialogueStateTracker.from_events("graph", [ActionExecuted("action_listen"),
+                                                         UserUttered(parse["text"], parse["intent"], [], parse)],
+                                               agent.domain.slots)
+    ours = rasa_patches.run_graph(runner, {"__tracker__": tracker}, [metadata.core_target])[metadata.core_target]
+    theirs = rasa_run(runner, {"__tracker__": tracker}, [metadata.core_target])[metadata.core_target]
+    assert (ours.policy_name, ours.probabilities) == (theirs.policy_name, theirs.probabilities)
+    assert agent.domain.action_names_or_texts[ours.max_confidence_index] != "action_listen"

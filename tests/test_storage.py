@@ -93,3 +93,40 @@ def test_bot_on_postgres_and_redis_keeps_escalations(postgres_db):
     engine.dispose()
     assert sum(1 for kind, _ in rows if kind == "user") == 2
     assert any(kind == "slot" and '"triage_level"' in data and '"urgent"' in data for kind, data in rows)
+
+
+def test_a_sqlite_tracker_store_is_pooled_write_ahead_private_and_loses_no_concurrent_save(tmp_path, monkeypatch):
+    """The embedded default: one pool, the write-ahead log, 0600 files, writers queued in turn, and the
+    review app's read-only engine still reads it."""
+    from bot.review.db import tracker_engine
+
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    monkeypatch.setenv("TRACKER_DB_URL", url)
+    store = ClinicTrackerStore(domain=Domain.empty())
+    assert type(store.engine.pool).__name__ == "QueuePool"
+    trackers = [DialogueStateTracker.from_events(f"patient-{i}", [UserUttered(f"question {i}.{turn}")
+                                                                  for turn in range(3)]) for i in range(40)]
+
+    async def save_all() -> None:
+        await asyncio.gather(*(store.save(tracker) for tracker in trackers))
+
+    asyncio.run(save_all())
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        stored = connection.exec_driver_sql("SELECT sender_id, count(*) FROM events GROUP BY sender_id").all()
+    assert sorted(stored) == sorted((f"patient-{i}", 3) for i in range(40))
+    for name in ("tracker.db", "tracker.db-wal", "tracker.db-shm"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    reader = tracker_engine(url)
+    with reader.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM events").scalar() == 120
+    reader.dispose()
+    store.engine.dispose()
+
+
+def test_the_stock_reply_path_keeps_rasas_own_sqlite_engine(tmp_path, monkeypatch):
+    """`fast_reply_path: false` is the bench's stock Rasa column: no pool, no write-ahead log."""
+    monkeypatch.setenv("TRACKER_DB_URL", f"sqlite:///{tmp_path / 'stock.db'}")
+    store = ClinicTrackerStore(domain=Domain.empty(), fast_reply_path=False)
+    assert type(store.engine.pool).__name__ == "NullPool"
+    assert store._write_lock is None
