@@ -93,10 +93,16 @@ def private_sqlite_file(url: str) -> Path | None:
 
 
 def private_file(path: Path) -> None:
-    """Make `path` exist with mode 0600 (created that way, never readable by others even for a moment)."""
-    descriptor = os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE)
+    """Make `path` exist with mode 0600 (created that way, never readable by others even for a moment).
+
+    An existing file is never opened, only chmod-ed by name: closing *any* descriptor of a SQLite database
+    drops every POSIX lock this process holds on it, and a write-ahead-log database whose pooled
+    connections lost their locks has its -wal and -shm files deleted under them ("disk I/O error").
+    """
     try:
-        if os.stat(descriptor).st_mode & 0o077:
-            os.fchmod(descriptor, PRIVATE_FILE_MODE)
-    finally:
-        os.close(descriptor)
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, PRIVATE_FILE_MODE)
+        return
+    os.close(descriptor)

@@ -98,3 +98,37 @@ def test_parts_started_at_once_share_one_generated_token_0600(tmp_path):
     assert tokens == {token_file.read_text().strip()} and len(tokens.pop()) >= 40
     assert mode(token_file) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["rasa_auth_token"]  # no temporary file left behind
+
+
+def test_tightening_an_open_write_ahead_database_keeps_its_connections_working(tmp_path, monkeypatch):
+    """Another part of the Rasa process (the SMS state store) makes sure of the file's mode while the
+    tracker store's pooled write-ahead-log connections are open: they must keep their locks and files."""
+    import asyncio
+    import subprocess
+    import sys
+
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.storage import ClinicTrackerStore
+
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    monkeypatch.setenv("TRACKER_DB_URL", url)
+    store = ClinicTrackerStore(domain=Domain.empty())
+
+    def save(sender: str) -> None:
+        asyncio.run(store.save(DialogueStateTracker.from_events(sender, [UserUttered(f"hello from {sender}")])))
+
+    save("first")
+    private_sqlite_file(url)
+    # Another process (the review app, a test) opens and closes the database: were this process's locks
+    # gone, it would take itself for the last user and delete the -wal and -shm files.
+    subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                    "c.execute('SELECT count(*) FROM events').fetchall(); c.close()", str(tmp_path / "tracker.db")],
+                   check=True, timeout=60)
+    assert (tmp_path / "tracker.db-wal").exists()
+    save("second")
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM events").scalar() == 2
+    store.engine.dispose()
