@@ -176,9 +176,9 @@ def _recent_rows(store: SQLTrackerStore, session: Any, sender_id: str, recent_tu
     connection = session.connection()
     session_start = connection.execute(_session_start_statement(table), {"sender": sender_id}).scalar()
     statements = _window_statements(table, session_start is not None, recent_turns)
-    params: dict[str, Any] = {"sender": sender_id, "start": session_start}
-    if session_start is None:
-        del params["start"]
+    params: dict[str, Any] = {"sender": sender_id}
+    if session_start is not None:
+        params["start"] = session_start
     cut_user = connection.execute(statements["cut_user"], params).scalar()
     if cut_user is None:  # a short session: all of it, as Rasa's own query reads it
         return list(connection.execute(statements["session"], params).scalars())
@@ -286,7 +286,10 @@ def run_graph(self: DaskGraphRunner, inputs: dict[str, Any] | None = None, targe
 
 
 # --- 6. the sentence embeddings of concurrent messages in one forward pass -------------------------------
-_batcher: list[EncoderBatcher] = []
+@functools.cache
+def encoder_batcher() -> EncoderBatcher:
+    """The process's batcher over its one sentence encoder."""
+    return EncoderBatcher(sentence_encoder())
 
 
 async def parse_message(self: MessageProcessor, message: Any, tracker: Any = None,
@@ -295,9 +298,7 @@ async def parse_message(self: MessageProcessor, message: Any, tracker: Any = Non
     (bot/encoder_batching.py) before the NLU graph runs; the graph then finds it ready."""
     if self.http_interpreter or not isinstance(message.text, str):
         return await _originals["parse_message"](self, message, tracker, only_output_properties)
-    if not _batcher:
-        _batcher.append(EncoderBatcher(sentence_encoder()))
-    async with _batcher[0].prepared(message.text[:MAX_CHARS]):
+    async with encoder_batcher().prepared(message.text[:MAX_CHARS]):
         return await _originals["parse_message"](self, message, tracker, only_output_properties)
 
 
