@@ -157,9 +157,9 @@ def _window_statements(table: sa.Table, in_a_session: bool, recent_turns: int) -
         .where(*before_cut, c.type_name == "action", c.action_name == "action_listen"),
         "groups": sa.select(c.type_name, c.action_name, sa.func.max(c.id), sa.func.count(c.id))
         .where(*before_cut).group_by(c.type_name, c.action_name),
-        "window": sa.select(c.data)
-        .where(*where, sa.or_(c.id >= sa.bindparam("cut"), c.id.in_(sa.bindparam("prefix", expanding=True))))
-        .order_by(c.id),
+        # Two statements, not one with OR: each reads only its own rows (by id), not the whole conversation.
+        "window": sa.select(c.data).where(*where, c.id >= sa.bindparam("cut")).order_by(c.id),
+        "prefix": sa.select(c.data).where(*where, c.id.in_(sa.bindparam("prefix", expanding=True))).order_by(c.id),
     }
 
 
@@ -193,8 +193,10 @@ def _recent_rows(store: SQLTrackerStore, session: Any, sender_id: str, recent_tu
     slot_ids = [latest for type_name, _, latest, _ in groups if type_name == "slot"]
     if starts and any(slot_id < starts[0][0] for slot_id in slot_ids):
         return None  # a slot set before the session start in the same second: keep Rasa's exact replay
-    prefix_ids = [start for start, _ in starts] + slot_ids
-    return list(connection.execute(statements["window"], {**params, "cut": cut, "prefix": prefix_ids}).scalars())
+    prefix_ids = [start for start, _ in starts] + slot_ids  # all before the cut
+    prefix = list(connection.execute(statements["prefix"], {**params, "prefix": prefix_ids}).scalars()) \
+        if prefix_ids else []
+    return prefix + list(connection.execute(statements["window"], {**params, "cut": cut}).scalars())
 
 
 async def retrieve(self: SQLTrackerStore, sender_id: str) -> DialogueStateTracker | None:

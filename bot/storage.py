@@ -27,10 +27,12 @@ from sqlalchemy.pool import QueuePool
 from bot.config import redis_lock_prefix, redis_url, tracker_db_url
 from bot.privacy import private_sqlite_file
 from bot.redis_lock import AtomicRedisLockStore
+from bot.sqlite_wal import use_write_ahead_log
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _EVENTS_TO_PUBLISH = "_clinic_events_to_publish"  # tracker attribute: events a save stored, for the broker
+WINDOW_INDEX = "ix_events_clinic_window"  # on Rasa's events table: (sender_id, type_name, action_name, timestamp, id)
 DB_RETRY_FOR_S = 60.0  # a restarting database (seconds) is waited for, not turned into a lost message
 
 
@@ -100,10 +102,7 @@ def sqlite_engine(url: Any) -> sa.engine.Engine:
 
     @sa.event.listens_for(engine, "connect")
     def _write_ahead_log(connection: Any, _record: Any) -> None:
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.close()
+        use_write_ahead_log(connection, synchronous="FULL")
 
     return engine
 
@@ -135,6 +134,17 @@ class ClinicTrackerStore(SQLTrackerStore):
             login_db=kwargs.pop("login_db", None),
             query=dict(url.query) or None,
         )
+        if fast_reply_path and dialect in ("sqlite", "postgresql"):
+            # The recent window's lookups (bot/rasa_patches.py) read this index only, not each event's JSON.
+            # Plain DDL, not an sa.Index: that would join Rasa's table definition and be created twice.
+            table = self.SQLEvent.__table__.name
+            try:
+                with self.engine.begin() as connection:
+                    connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {WINDOW_INDEX} ON {table} "
+                                               "(sender_id, type_name, action_name, timestamp, id)")
+            except sa_exc.DBAPIError as error:  # e.g. servers of a cluster creating it at the same moment
+                logger.warning("Index %s not created (%s); the recent window still works, slower.",
+                               WINDOW_INDEX, str(error).splitlines()[0])
         self._write_lock: threading.Lock | None = None
         if fast_reply_path and dialect == "sqlite" and url.database not in (None, "", ":memory:"):
             self._write_lock = threading.Lock()

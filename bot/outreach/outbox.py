@@ -38,6 +38,7 @@ from bot.outreach.db import metadata, outreach_engine
 from bot.outreach.schedule import CHECKIN, REMINDER, Schedule
 from bot.outreach.schedule import schedule as current_schedule
 from bot.privacy import private_sqlite_file
+from bot.sqlite_wal import use_write_ahead_log
 
 PENDING, SENDING, SENT, DELIVERED, FAILED, CANCELLED = "pending", "sending", "sent", "delivered", "failed", "cancelled"
 STATUSES = (PENDING, SENDING, SENT, DELIVERED, FAILED, CANCELLED)
@@ -193,9 +194,7 @@ def outbox_engine(url: str) -> Engine:
 
     @sa.event.listens_for(engine, "connect")
     def _write_ahead_log(dbapi_connection, _record) -> None:  # noqa: ANN001 - sqlite3 connection
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; kept by the file
-        cursor.close()
+        use_write_ahead_log(dbapi_connection)  # readers never block the writer; kept by the file
 
     return engine
 
