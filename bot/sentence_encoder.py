@@ -214,9 +214,8 @@ class SentenceEncoder:
     def prepare(self, texts: list[str]) -> None:
         """Compute these texts' embeddings in one forward pass and hold them until `release`.
 
-        Why: reading the six layers' weights (about 40 MB, more than the CPU's caches) is most of the
-        cost of one short text; the messages being understood at the same moment share one read
-        (bot/encoder_batching.py). Every text is computed, repeated ones too; held ones are kept once.
+        Why: a pass over a few short texts costs little more than over one (bot/encoder_batching.py
+        gathers the messages being understood at the same moment). Every text is computed, repeated ones too; held ones are kept once.
         """
         for text, vector in zip(texts, self._compute(texts), strict=True):
             _, holders = self._prepared.get(text, (None, 0))
